@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything dg-upgrade needs on a fresh machine of this kind: npm packages,
+# the TypeScript build, and the Temporal CLI (built from source once into the user cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required but not on PATH. $2" >&2; exit 2; }; }
+need node "Install Node.js 20+."
+need npm "Install npm (comes with Node.js)."
+need git "Install git (apt-get install git)."
+need go "Install Go 1.25+; it builds the Temporal CLI."
+need pg_dump "Install the PostgreSQL client tools (apt-get install postgresql-client)."
+node -e 'const [maj]=process.versions.node.split(".").map(Number); if (maj<20) { console.error(`setup: Node.js 20+ required, found ${process.versions.node}`); process.exit(2) }'
+
+# npm ci only when the lockfile changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "setup: compiling TypeScript"
+npx tsc -p .
+node dist/src/stack/ensureTemporalCliMain.js

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The one test command (README and .ci/run): sets up, then runs every test with node's runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "test: PostgreSQL is not answering on 127.0.0.1:5432; start it (pg_ctlcluster 15 main start) or set DG_TEST_ADMIN_DATABASE_URL." >&2
+  exit 2
+fi
+mkdir -p test-artifacts
+started=$(date +%s)
+if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find dist/test -name '*.test.js' | sort); fi
+node --test --test-concurrency="${DG_TEST_CONCURRENCY:-2}" --test-timeout=900000 "${files[@]}"
+echo "test: suite finished in $(( $(date +%s) - started ))s"

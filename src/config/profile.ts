@@ -1,0 +1,171 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { SecretRefSchema } from './secrets.js';
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like "30s", "15m" or "2h"');
+
+const ProcessRuntimeSchema = z
+  .object({
+    adapter: z.literal('process'),
+    /** pidfile and log file live here; default `<stateDir>/runtime/<deployment>`. */
+    runDir: z.string().optional(),
+    stopTimeout: duration.default('15s'),
+    startTimeout: duration.default('60s'),
+  })
+  .strict();
+
+const CommandRuntimeSchema = z
+  .object({
+    adapter: z.literal('command'),
+    /** argv arrays, run with the deployment's environment; e.g. ["systemctl","start","decisiongraph"]. */
+    start: z.array(z.string()).min(1),
+    stop: z.array(z.string()).min(1),
+    /** exit 0 = running, non-zero = stopped. */
+    status: z.array(z.string()).min(1),
+    stopTimeout: duration.default('30s'),
+    startTimeout: duration.default('60s'),
+  })
+  .strict();
+
+export const DeploymentProfileSchema = z
+  .object({
+    /** Activities for this deployment run on task queue `dg-upgrade-<node>`: the worker on the app node. */
+    node: z.string().regex(NAME, 'lowercase letters, digits and dashes').default('local'),
+    repoPath: z.string().refine(path.isAbsolute, 'an absolute path'),
+    beamDir: z.string().default('beam'),
+    layout: z.enum(['releases', 'in-place']).default('releases'),
+    /** `releases` layout: where version worktrees and the `current` link live; default `<repoPath>/../<deployment>-releases`. */
+    releasesDir: z.string().refine(path.isAbsolute, 'an absolute path').optional(),
+    keepReleases: z.number().int().min(2).default(3),
+    runtime: z.discriminatedUnion('adapter', [ProcessRuntimeSchema, CommandRuntimeSchema]),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535).default(4100),
+    database: z.object({ url: SecretRefSchema }).strict(),
+    backups: z
+      .object({
+        dir: z.string().refine(path.isAbsolute, 'an absolute path'),
+        keep: z.number().int().min(1).default(5),
+        /** Also restore each backup into a scratch database to prove it restores. */
+        testRestore: z.boolean().default(false),
+      })
+      .strict(),
+    smoke: z
+      .object({
+        tenant: z.string().min(1),
+        readerToken: SecretRefSchema,
+        adminToken: SecretRefSchema,
+        /** Trace to read in the traces check; default: the newest in dg_trace_summary. */
+        traceId: z.string().optional(),
+        timeout: duration.default('60s'),
+      })
+      .strict(),
+    approval: z
+      .object({
+        policy: z.enum(['required', 'auto']).default('required'),
+        timeout: duration.default('1h'),
+      })
+      .strict()
+      .default({ policy: 'required', timeout: '1h' }),
+    toolchain: z
+      .object({
+        mix: z.string().default('mix'),
+        /** Plain (non-secret) environment of the runtime and of mix tasks. */
+        env: z.record(z.string(), z.string()).default({}),
+        /** Secret environment, resolved on the node: e.g. SECRET_KEY_BASE. DATABASE_URL comes from `database.url`. */
+        secretEnv: z.record(z.string(), SecretRefSchema).default({}),
+      })
+      .strict()
+      .default({ mix: 'mix', env: {}, secretEnv: {} }),
+    /** Allows `mix dg.release.validate`, which reseeds demo data: only for disposable demo installs. */
+    disposableDemo: z.boolean().default(false),
+  })
+  .strict();
+
+export const ProfileFileSchema = z
+  .object({
+    /** Where dg-upgrade keeps runtime state (pidfiles, logs, releases) by default. */
+    stateDir: z.string().refine(path.isAbsolute, 'an absolute path'),
+    deployments: z.record(z.string().regex(NAME, 'a deployment name: lowercase letters, digits, dashes'), DeploymentProfileSchema),
+  })
+  .strict();
+
+export type DeploymentProfile = z.infer<typeof DeploymentProfileSchema>;
+export type ProfileFile = z.infer<typeof ProfileFileSchema>;
+
+export class ProfileError extends Error {
+  override name = 'ProfileError';
+}
+
+/** "deployments.prod.port: expected a number, got string" for every problem zod found. */
+export function formatZodIssues(error: z.ZodError, file: string): string {
+  const lines = error.issues.map((issue) => {
+    const where = issue.path.length ? issue.path.join('.') : '(top level)';
+    return `  ${where}: ${issue.message}`;
+  });
+  return `invalid profile ${file}:\n${lines.join('\n')}`;
+}
+
+export function parseProfileFile(raw: unknown, file = '<profile>'): ProfileFile {
+  const result = ProfileFileSchema.safeParse(raw);
+  if (!result.success) throw new ProfileError(formatZodIssues(result.error, file));
+  return result.data;
+}
+
+export function loadProfileFile(file: string): ProfileFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ProfileError(`cannot read profile ${file} (${(err as NodeJS.ErrnoException).code}); pass --profile or set DG_UPGRADE_PROFILE`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ProfileError(`profile ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseProfileFile(raw, file);
+}
+
+export function profilePathFromEnv(flag?: string): string {
+  const file = flag ?? process.env.DG_UPGRADE_PROFILE;
+  if (!file) throw new ProfileError('no deployment profile given: pass --profile FILE or set DG_UPGRADE_PROFILE');
+  return path.resolve(file);
+}
+
+export interface ResolvedDeployment {
+  name: string;
+  stateDir: string;
+  profile: DeploymentProfile;
+}
+
+export function getDeployment(file: ProfileFile, name: string, source = 'the profile'): ResolvedDeployment {
+  const profile = file.deployments[name];
+  if (!profile) {
+    const known = Object.keys(file.deployments);
+    throw new ProfileError(`unknown deployment "${name}" in ${source}; known: ${known.length ? known.join(', ') : '(none)'}`);
+  }
+  return { name, stateDir: file.stateDir, profile };
+}
+
+export function taskQueueForNode(node: string): string {
+  return `dg-upgrade-${node}`;
+}
+
+export function releasesDirOf(d: ResolvedDeployment): string {
+  return d.profile.releasesDir ?? path.join(path.dirname(d.profile.repoPath), `${d.name}-releases`);
+}
+
+export function runDirOf(d: ResolvedDeployment): string {
+  const rt = d.profile.runtime;
+  return rt.adapter === 'process' && rt.runDir ? rt.runDir : path.join(d.stateDir, 'runtime', d.name);
+}
+
+export function durationMs(value: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(value);
+  if (!m) throw new Error(`bad duration ${value}`);
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : m[2] === 'm' ? n * 60_000 : n * 3_600_000;
+}

@@ -1,0 +1,30 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startDevServer, type DevServer } from '../../src/stack/devServer.js';
+import { freePort } from './ports.js';
+
+export interface TestTemporal extends DevServer {
+  stateDir: string;
+  /** Stops the server and removes its state dir. */
+  dispose(): Promise<void>;
+}
+
+/** A dev server of the test's own: free ports, its own SQLite file in a temp dir. */
+export async function startTestTemporal(stateDir?: string): Promise<TestTemporal> {
+  const dir = stateDir ?? mkdtempSync(path.join(os.tmpdir(), 'dgu-temporal-'));
+  const server = await startDevServer({
+    stateDir: dir,
+    port: await freePort(),
+    uiPort: await freePort(),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  return {
+    ...server,
+    stateDir: dir,
+    dispose: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
