@@ -1,0 +1,76 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { getDeployment, loadProfileFile, ProfileError, type ResolvedDeployment } from '../config/profile.js';
+import { resolveSecret, SecretResolutionError, type SecretRef } from '../config/secrets.js';
+import { FAILURE_TYPES } from '../workflows/types.js';
+
+let profilePath: string | undefined;
+
+/** Set once by the worker: activities load the profile fresh on every call, so edits apply to the next step. */
+export function setProfilePath(file: string): void {
+  profilePath = file;
+}
+
+function badInput(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
+}
+
+export function deploymentOf(name: string): ResolvedDeployment {
+  if (!profilePath) throw badInput('the worker was started without a deployment profile');
+  try {
+    return getDeployment(loadProfileFile(profilePath), name, profilePath);
+  } catch (err) {
+    if (err instanceof ProfileError) throw badInput(err.message);
+    throw err;
+  }
+}
+
+export function secret(ref: SecretRef): string {
+  try {
+    return resolveSecret(ref);
+  } catch (err) {
+    if (err instanceof SecretResolutionError) throw badInput(err.message);
+    throw err;
+  }
+}
+
+export function databaseUrl(d: ResolvedDeployment): string {
+  return secret(d.profile.database.url);
+}
+
+/** Every secret value of the deployment, to scrub from anything leaving an activity. */
+export function secretValues(d: ResolvedDeployment): string[] {
+  const refs = [d.profile.database.url, d.profile.smoke.readerToken, d.profile.smoke.adminToken, ...Object.values(d.profile.toolchain.secretEnv)];
+  const values: string[] = [];
+  for (const ref of refs) {
+    try {
+      values.push(resolveSecret(ref));
+    } catch {
+      /* unresolvable refs have no value to leak */
+    }
+  }
+  // A DATABASE_URL's password may appear on its own in tool output.
+  for (const v of [...values]) {
+    try {
+      const pw = new URL(v).password;
+      if (pw) values.push(decodeURIComponent(pw));
+    } catch {
+      /* not a URL */
+    }
+  }
+  return values;
+}
+
+/** The production environment of mix tasks and of the runtime: the guide's list, secrets resolved here. */
+export function runtimeEnv(d: ResolvedDeployment): Record<string, string> {
+  const env: Record<string, string> = {
+    MIX_ENV: 'prod',
+    PHX_HOST: d.profile.host,
+    POOL_SIZE: '10',
+    PHX_SERVER: 'true',
+    ...d.profile.toolchain.env,
+    PORT: String(d.profile.port),
+    DATABASE_URL: databaseUrl(d),
+  };
+  for (const [name, ref] of Object.entries(d.profile.toolchain.secretEnv)) env[name] = secret(ref);
+  return env;
+}

@@ -1,0 +1,8 @@
+// Every activity the worker registers. Each lives in the file of its concern.
+export { inspectDeployment } from './inspect.js';
+export { resolveTargetRef, checkCleanTree, pendingMigrationsAt, checkoutRelease, switchCurrent, currentCheckout } from './git.js';
+export { releaseNotesBetween } from './releaseNotes.js';
+export { backupDatabase, verifyBackup, pruneBackups } from './postgres.js';
+export { buildRelease, migrateDatabase } from './toolchain.js';
+export { startRuntime, stopRuntime, probeRuntime } from './runtime.js';
+export { runSmokeChecks } from './smoke.js';

@@ -1,0 +1,31 @@
+import { existsSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+import { releasesDirOf, type ResolvedDeployment } from '../config/profile.js';
+
+/**
+ * Where each version lives on the node. `in-place`: the repository itself. `releases`: one git
+ * worktree per SHA under the releases dir, and a `current` link to the one that serves; before
+ * the first upgrade, the repository itself is current.
+ */
+export function releaseDirFor(d: ResolvedDeployment, sha: string): string {
+  return d.profile.layout === 'in-place' ? d.profile.repoPath : path.join(releasesDirOf(d), sha);
+}
+
+export function currentLinkOf(d: ResolvedDeployment): string {
+  return path.join(releasesDirOf(d), 'current');
+}
+
+export function currentDirOf(d: ResolvedDeployment): string {
+  if (d.profile.layout === 'in-place') return d.profile.repoPath;
+  const link = currentLinkOf(d);
+  if (!existsSync(link)) return d.profile.repoPath;
+  return path.resolve(path.dirname(link), readlinkSync(link));
+}
+
+export function beamDirOf(d: ResolvedDeployment, dir: string): string {
+  return path.join(dir, d.profile.beamDir);
+}
+
+export function logDirOf(d: ResolvedDeployment): string {
+  return path.join(d.stateDir, 'logs', d.name);
+}

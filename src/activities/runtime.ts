@@ -1,0 +1,195 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import { heartbeat, sleep } from './heartbeat.js';
+import { durationMs, runDirOf, type ResolvedDeployment } from '../config/profile.js';
+import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
+import { runCommand } from './exec.js';
+import { beamDirOf } from './layout.js';
+
+/** What the process adapter records about the runtime it started. */
+interface RuntimeRecord {
+  pid: number;
+  dir: string;
+  startedAt: string;
+  logFile: string;
+}
+
+export interface RuntimeProbe {
+  /** A dg-upgrade-started process (process adapter) or the status command (command adapter) says running. */
+  running: boolean;
+  pid?: number;
+  dir?: string;
+  /** Something answers /api/healthz on the deployment's port. */
+  answering: boolean;
+  healthStatus?: number;
+  version?: string;
+}
+
+const MARKER = 'DG_UPGRADE_RUNTIME';
+
+function pidfileOf(d: ResolvedDeployment): string {
+  return path.join(runDirOf(d), 'runtime.json');
+}
+
+function readRecord(d: ResolvedDeployment): RuntimeRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(pidfileOf(d), 'utf8')) as RuntimeRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Alive and really ours: the pid could have been reused by an unrelated process since. */
+function isOurProcess(d: ResolvedDeployment, pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (/\) Z /.test(stat)) return false; // zombie
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    return environ.split('\0').includes(`${MARKER}=${d.name}`);
+  } catch {
+    return false;
+  }
+}
+
+export function baseUrlOf(d: ResolvedDeployment): string {
+  return `http://${d.profile.host}:${d.profile.port}`;
+}
+
+async function healthz(d: ResolvedDeployment): Promise<{ status: number; body: any } | undefined> {
+  try {
+    const res = await fetch(`${baseUrlOf(d)}/api/healthz`, { signal: AbortSignal.timeout(2000) });
+    const text = await res.text();
+    let body: unknown;
+    try { body = JSON.parse(text); } catch { body = undefined; }
+    return { status: res.status, body };
+  } catch {
+    return undefined;
+  }
+}
+
+async function commandSaysRunning(d: ResolvedDeployment): Promise<boolean> {
+  const rt = d.profile.runtime;
+  if (rt.adapter !== 'command') return false;
+  try {
+    await runCommand(rt.status[0]!, rt.status.slice(1), { cwd: d.profile.repoPath, secrets: secretValues(d) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function probeRuntime(deployment: string): Promise<RuntimeProbe> {
+  const d = deploymentOf(deployment);
+  const health = await healthz(d);
+  const base = { answering: health !== undefined, healthStatus: health?.status, version: health?.body?.version as string | undefined };
+  if (d.profile.runtime.adapter === 'command') return { running: await commandSaysRunning(d), ...base };
+  const record = readRecord(d);
+  const running = record !== undefined && isOurProcess(d, record.pid);
+  return { running, pid: running ? record!.pid : undefined, dir: running ? record!.dir : undefined, ...base };
+}
+
+async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    heartbeat(what);
+    await sleep(250);
+  }
+  return check();
+}
+
+/**
+ * Starts the runtime from `dir` and waits for healthz 200. The process is detached (own session,
+ * output to a log file) so that it outlives the worker. Safe to repeat: an already running
+ * runtime from the same dir is kept.
+ */
+export async function startRuntime(deployment: string, dir: string): Promise<RuntimeProbe> {
+  const d = deploymentOf(deployment);
+  const rt = d.profile.runtime;
+  const timeoutMs = durationMs(rt.startTimeout);
+  const current = await probeRuntime(deployment);
+  if (current.running && rt.adapter === 'process' && current.dir !== dir) {
+    throw ApplicationFailure.nonRetryable(`a runtime from ${current.dir} (pid ${current.pid}) is still running; stop it before starting ${dir}`);
+  }
+  if (!current.running) {
+    if (current.answering) {
+      throw ApplicationFailure.nonRetryable(
+        `port ${d.profile.port} is already answering but not by a runtime dg-upgrade started; stop that process first`,
+      );
+    }
+    const env = { ...process.env, ...runtimeEnv(d), [MARKER]: d.name };
+    if (rt.adapter === 'process') {
+      const runDir = runDirOf(d);
+      mkdirSync(runDir, { recursive: true });
+      const logFile = path.join(runDir, 'runtime.log');
+      const out = openSync(logFile, 'a');
+      const child = spawn(d.profile.toolchain.mix, ['phx.server'], { cwd: beamDirOf(d, dir), env, detached: true, stdio: ['ignore', out, out] });
+      closeSync(out);
+      const pid = await new Promise<number>((resolve, reject) => {
+        child.once('spawn', () => resolve(child.pid!));
+        child.once('error', reject);
+      });
+      child.unref();
+      const record: RuntimeRecord = { pid, dir, startedAt: new Date().toISOString(), logFile };
+      writeFileSync(pidfileOf(d), JSON.stringify(record, null, 2));
+    } else {
+      await runCommand(rt.start[0]!, rt.start.slice(1), { cwd: beamDirOf(d, dir), env: { ...runtimeEnv(d), [MARKER]: d.name }, secrets: secretValues(d) });
+    }
+  }
+  const ok = await waitUntil('waiting for /api/healthz', timeoutMs, async () => {
+    const probe = await probeRuntime(deployment);
+    if (rt.adapter === 'process' && !probe.running) {
+      throw ApplicationFailure.nonRetryable(`the runtime exited during start; see ${path.join(runDirOf(d), 'runtime.log')}`);
+    }
+    return probe.healthStatus === 200;
+  });
+  if (!ok) throw ApplicationFailure.nonRetryable(`the runtime did not answer /api/healthz with 200 within ${rt.startTimeout}; see its log in ${runDirOf(d)}`);
+  return probeRuntime(deployment);
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try { process.kill(pid, signal); } catch { /* gone */ }
+  }
+}
+
+/** Graceful stop (SIGTERM / stop command), forced after the profile's stop timeout. Safe when already stopped. */
+export async function stopRuntime(deployment: string): Promise<{ wasRunning: boolean; forced: boolean }> {
+  const d = deploymentOf(deployment);
+  const rt = d.profile.runtime;
+  const timeoutMs = durationMs(rt.stopTimeout);
+  if (rt.adapter === 'command') {
+    const wasRunning = await commandSaysRunning(d);
+    if (wasRunning) await runCommand(rt.stop[0]!, rt.stop.slice(1), { cwd: d.profile.repoPath, secrets: secretValues(d) });
+    const stopped = await waitUntil('waiting for the runtime to stop', timeoutMs, async () => !(await commandSaysRunning(d)) && !(await healthz(d)));
+    if (!stopped) throw ApplicationFailure.nonRetryable(`the stop command ran but the runtime still runs after ${rt.stopTimeout}`);
+    return { wasRunning, forced: false };
+  }
+  const record = readRecord(d);
+  let forced = false;
+  const wasRunning = record !== undefined && isOurProcess(d, record.pid);
+  if (wasRunning) {
+    signalGroup(record!.pid, 'SIGTERM');
+    const exited = await waitUntil('waiting for graceful stop', timeoutMs, async () => !isOurProcess(d, record!.pid));
+    if (!exited) {
+      forced = true;
+      signalGroup(record!.pid, 'SIGKILL');
+      await waitUntil('waiting for forced stop', 5000, async () => !isOurProcess(d, record!.pid));
+    }
+  }
+  if (existsSync(pidfileOf(d))) rmSync(pidfileOf(d), { force: true });
+  const portFree = await waitUntil('waiting for the port to close', 5000, async () => !(await healthz(d)));
+  if (!portFree) {
+    throw ApplicationFailure.nonRetryable(`port ${d.profile.port} still answers after the stop: a runtime dg-upgrade did not start is running there`);
+  }
+  return { wasRunning, forced };
+}

@@ -1,0 +1,178 @@
+import { heartbeat, sleep } from './heartbeat.js';
+import { durationMs, type ResolvedDeployment } from '../config/profile.js';
+import { redactSecrets } from '../config/secrets.js';
+import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../workflows/types.js';
+import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
+import { withDatabase } from './postgres.js';
+import { baseUrlOf } from './runtime.js';
+
+interface Http {
+  status: number;
+  body: any;
+  text: string;
+}
+
+class CheckFailed extends Error {}
+
+function client(d: ResolvedDeployment) {
+  const base = baseUrlOf(d);
+  const tenant = d.profile.smoke.tenant;
+  return async (method: string, route: string, token?: string, body?: unknown): Promise<Http> => {
+    const headers: Record<string, string> = { 'x-tenant-id': tenant };
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body) headers['content-type'] = 'application/json';
+    const res = await fetch(`${base}${route}`, { method, headers, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(10_000) });
+    const text = await res.text();
+    let parsed: unknown;
+    try { parsed = JSON.parse(text); } catch { parsed = undefined; }
+    return { status: res.status, body: parsed, text };
+  };
+}
+
+function errorOf(r: Http): string {
+  return r.body?.error?.code ? `${r.status} ${r.body.error.code}` : `${r.status}`;
+}
+
+/** Polls `attempt` until it returns a value or the deadline passes; the last failure is the reason. */
+async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed>): Promise<T> {
+  for (;;) {
+    let result: T | CheckFailed;
+    try {
+      result = await attempt();
+    } catch (err) {
+      result = new CheckFailed((err as Error).message);
+    }
+    if (!(result instanceof CheckFailed)) return result;
+    if (Date.now() > deadline) throw result;
+    heartbeat(`smoke: ${what}: ${result.message}`);
+    await sleep(300);
+  }
+}
+
+function openFailures(p: any): number {
+  return Array.isArray(p.open_failures) ? p.open_failures.length : Number(p.open_failures ?? 0);
+}
+
+async function newestTraceId(d: ResolvedDeployment): Promise<string | undefined> {
+  if (d.profile.smoke.traceId) return d.profile.smoke.traceId;
+  return withDatabase(databaseUrl(d), async (c) => {
+    const exists = await c.query(`SELECT to_regclass('public.dg_trace_summary') AS t`);
+    if (!exists.rows[0].t) return undefined;
+    const { rows } = await c.query(`SELECT trace_id FROM dg_trace_summary WHERE tenant_id = $1 ORDER BY trace_id DESC LIMIT 1`, [d.profile.smoke.tenant]);
+    return rows[0]?.trace_id as string | undefined;
+  });
+}
+
+/**
+ * The guide's five post-upgrade checks, each with its own verdict, latency and reason. With a
+ * baseline (the same checks on the old version before the upgrade), the trace and workflow
+ * reads are compared with what the old version returned.
+ */
+export async function runSmokeChecks(deployment: string, baseline?: SmokeObservations): Promise<SmokeReport> {
+  const d = deploymentOf(deployment);
+  const call = client(d);
+  const reader = secret(d.profile.smoke.readerToken);
+  const admin = secret(d.profile.smoke.adminToken);
+  const timeoutMs = durationMs(d.profile.smoke.timeout);
+  const observations: SmokeObservations = {};
+  const checks: SmokeCheckResult[] = [];
+  let version: string | undefined;
+
+  const check = async (name: SmokeCheckResult['name'], fn: (deadline: number) => Promise<string>) => {
+    const started = Date.now();
+    heartbeat(`smoke: ${name}`);
+    try {
+      const reason = await fn(started + timeoutMs);
+      checks.push({ name, passed: true, latencyMs: Date.now() - started, reason });
+    } catch (err) {
+      const reason = redactSecrets((err as Error).message, secretValues(d));
+      checks.push({ name, passed: false, latencyMs: Date.now() - started, reason });
+    }
+  };
+
+  await check('healthz', (deadline) =>
+    poll(deadline, 'healthz', async () => {
+      const r = await call('GET', '/api/healthz');
+      if (r.status !== 200) return new CheckFailed(`GET /api/healthz answered ${r.status}`);
+      if (r.body?.store?.['repo_started?'] !== true) return new CheckFailed('healthz is 200 but store["repo_started?"] is not true');
+      version = r.body?.version;
+      return `200, repo started${version ? `, version ${version}` : ''}`;
+    }),
+  );
+
+  await check('projections', (deadline) =>
+    poll(deadline, 'projections', async () => {
+      const r = await call('GET', '/api/v1/projections/health', reader);
+      if (r.status !== 200) return new CheckFailed(`GET /api/v1/projections/health answered ${errorOf(r)}`);
+      const projections: any[] = r.body?.data?.projections ?? [];
+      if (projections.length === 0) return new CheckFailed('no projections reported');
+      const failing = projections.filter((p) => openFailures(p) > 0).map((p) => p.projection_name);
+      if (failing.length) return new CheckFailed(`open projection failures in ${failing.join(', ')}`);
+      const pending = projections.filter((p) => Number(p.pending_events) > 0);
+      if (pending.length) return new CheckFailed(`pending events: ${pending.map((p) => `${p.projection_name}=${p.pending_events}`).join(', ')}`);
+      observations.digests = Object.fromEntries(projections.map((p) => [p.projection_name, p.digest ?? null]));
+      return `${projections.length} projections caught up, no open failures`;
+    }),
+  );
+
+  await check('console', async () => {
+    const r = await call('GET', `/?tenant=${encodeURIComponent(d.profile.smoke.tenant)}`);
+    if (r.status !== 200) throw new Error(`GET / answered ${r.status}`);
+    if (!r.text.includes('Operator Console')) throw new Error('GET / is 200 but is not the operator console');
+    const panel = /(Projection health unavailable|[A-Z][a-z]+ unavailable|Internal Server Error)/.exec(r.text);
+    if (panel) throw new Error(`console renders an error panel: "${panel[1]}"`);
+    return '200, console without error panel';
+  });
+
+  await check('replay', async (deadline) => {
+    const run = await poll(deadline, 'replay admission', async () => {
+      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check' });
+      if (r.status === 409) return new CheckFailed('a replay job is already running (409)');
+      if (r.status !== 202) throw new Error(`replay admission answered ${errorOf(r)}, expected 202`);
+      return r.body?.data?.run as { job_id: string };
+    });
+    const finalStatus = await poll(deadline, `replay ${run.job_id}`, async () => {
+      const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(run.job_id)}`, admin);
+      const status = r.body?.data?.run?.status ?? r.body?.data?.status;
+      if (status === 'completed' || status === 'failed' || status === 'cancelled') return status as string;
+      return new CheckFailed(`replay ${run.job_id} is ${status ?? errorOf(r)}`);
+    });
+    if (finalStatus !== 'completed') throw new Error(`catch_up replay ${run.job_id} ended ${finalStatus}`);
+    return `catch_up replay ${run.job_id} admitted (202) and completed`;
+  });
+
+  await check('traces-workflows', async (deadline) => {
+    const traceId = await newestTraceId(d);
+    const notes: string[] = [];
+    if (traceId) {
+      const trace = await poll(deadline, `trace ${traceId}`, async () => {
+        const r = await call('GET', `/api/v1/traces/${encodeURIComponent(traceId)}`, reader);
+        if (r.status === 409) return new CheckFailed('trace projection out of date (409)');
+        if (r.status !== 200) throw new Error(`GET /api/v1/traces/${traceId} answered ${errorOf(r)}`);
+        return r.body?.data;
+      });
+      const count = Number(trace?.summary?.event_count ?? trace?.events?.length ?? 0);
+      observations.traceId = traceId;
+      observations.traceEventCount = count;
+      if (baseline?.traceId === traceId && baseline.traceEventCount !== undefined && count < baseline.traceEventCount) {
+        throw new Error(`trace ${traceId} shows ${count} events, the old version showed ${baseline.traceEventCount}`);
+      }
+      notes.push(`trace ${traceId}: ${count} events`);
+    } else {
+      notes.push('no trace to read yet');
+    }
+    const wf = await call('GET', '/api/v1/workflows?limit=12', reader);
+    if (wf.status !== 200) throw new Error(`GET /api/v1/workflows answered ${errorOf(wf)}`);
+    const items: any[] = Array.isArray(wf.body?.data) ? wf.body.data : (wf.body?.data?.workflows ?? wf.body?.data?.items ?? []);
+    const ids = items.map((w) => String(w.workflow_id ?? w.id)).sort();
+    observations.workflowIds = ids;
+    if (baseline?.workflowIds) {
+      const missing = baseline.workflowIds.filter((id) => !ids.includes(id));
+      if (missing.length) throw new Error(`workflows shown before the upgrade are missing now: ${missing.join(', ')}`);
+    }
+    notes.push(`${ids.length} recent workflows`);
+    return notes.join('; ');
+  });
+
+  return { passed: checks.every((c) => c.passed), checkedAt: new Date().toISOString(), version, checks, observations };
+}

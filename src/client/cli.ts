@@ -1,0 +1,333 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import path from 'node:path';
+import { workflowUiLink } from './temporalConnection.js';
+import { CliError, EXIT, EXIT_CODE_HELP } from './exitCodes.js';
+import {
+  connect,
+  describeOrFail,
+  finalResult,
+  handleFor,
+  loadDeployment,
+  operatorName,
+  readStatus,
+  runPlan,
+  startUpgrade,
+  watchStatus,
+  type Session,
+} from './operations.js';
+import { renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
+import type { UpgradeStatus } from '../workflows/types.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  examples: string[];
+  run(values: Record<string, any>, positionals: string[]): Promise<number>;
+}
+
+const out = (line = '') => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`${line}\n`);
+const common: Options = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
+const profileOpt: Options = { profile: { type: 'string' } };
+
+async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
+  const session = await connect();
+  try {
+    return await fn(session);
+  } finally {
+    await session.close();
+  }
+}
+
+function requireFlag(values: Record<string, any>, name: string, what: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || !v) throw new CliError(`missing --${name} (${what})`, EXIT.badInput);
+  return v;
+}
+
+function target(values: Record<string, any>, positionals: string[]): { deployment?: string; workflowId?: string } {
+  const workflowId = values['workflow-id'] as string | undefined;
+  const deployment = (values.deployment as string | undefined) ?? positionals[0];
+  if (!workflowId && !deployment) throw new CliError('name a deployment (positional or --deployment) or give --workflow-id', EXIT.badInput);
+  return { deployment, workflowId };
+}
+
+async function follow(session: Session, workflowId: string, json: boolean): Promise<number> {
+  const handle = session.client.workflow.getHandle(workflowId);
+  const printer = new StepChangePrinter(json ? () => {} : out);
+  await watchStatus(handle, (s) => printer.update(s));
+  const final = await finalResult(handle);
+  const status = await readStatus(handle).catch(() => undefined);
+  if (json) out(JSON.stringify({ exitCode: final.exitCode, status, result: final.result, error: final.error?.message }, null, 2));
+  else {
+    if (status) out(renderStatus(status));
+    if (final.error) err(`dg-upgrade: ${final.error.message}`);
+    out(`Temporal UI: ${workflowUiLink(session.settings, workflowId)}`);
+  }
+  return final.exitCode;
+}
+
+const commands: Record<string, Command> = {
+  worker: {
+    summary: 'run the worker of this app node (serves the workflows and the activities that touch this node)',
+    usage: 'dg-upgrade worker --profile FILE [--node NAME]',
+    options: { ...profileOpt, node: { type: 'string' }, help: common.help! },
+    examples: ['DG_UPGRADE_PROFILE=/etc/dg-upgrade/profile.json dg-upgrade worker', 'TEMPORAL_ADDRESS=temporal.internal:7233 dg-upgrade worker --profile profile.json --node app-1'],
+    async run(values) {
+      const { createWorker } = await import('../worker/worker.js');
+      const { ProfileError, profilePathFromEnv } = await import('../config/profile.js');
+      let created;
+      try {
+        created = await createWorker({ profilePath: profilePathFromEnv(values.profile), node: values.node });
+      } catch (e) {
+        if (e instanceof ProfileError) throw new CliError(e.message, EXIT.badInput);
+        if (/connect|ECONNREFUSED|transport/i.test((e as Error).message)) throw new CliError(`cannot reach Temporal: ${(e as Error).message}`, EXIT.unavailable);
+        throw new CliError((e as Error).message, EXIT.badInput);
+      }
+      err(`dg-upgrade worker: serving task queue ${created.taskQueue} (pid ${process.pid}); SIGTERM or Ctrl-C stops it cleanly`);
+      await created.worker.run();
+      await created.connection.close();
+      err('dg-upgrade worker: stopped');
+      return EXIT.ok;
+    },
+  },
+  upgrade: {
+    summary: 'start an upgrade; shows the plan, approves it with --yes, follows it with --follow',
+    usage: 'dg-upgrade upgrade --deployment D --to REF [--yes] [--follow] [--json] [--profile FILE] [--by NAME]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, follow: { type: 'boolean', short: 'f' }, by: { type: 'string' }, comment: { type: 'string' } },
+    examples: ['dg-upgrade upgrade --deployment prod --to v0.2.0            # show the plan; approve later', 'dg-upgrade upgrade --deployment prod --to v0.2.0 --yes --follow', 'dg-upgrade upgrade -d prod --to v0.2.0 --yes --json'],
+    async run(values) {
+      const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment to upgrade'));
+      const targetRef = requireFlag(values, 'to', 'the target tag or commit');
+      const by = operatorName(values.by);
+      return withSession(async (session) => {
+        const handle = await startUpgrade(session, d, { deployment: d.name, targetRef, requestedBy: by });
+        const link = workflowUiLink(session.settings, handle.workflowId);
+        if (!values.json) out(`Started ${handle.workflowId} (run ${handle.firstExecutionRunId})\nTemporal UI: ${link}`);
+        const planned = await watchStatus(handle, () => {}, (s) => s.phase === 'awaiting-approval' || s.decision !== undefined);
+        if (!planned || (planned.phase !== 'awaiting-approval' && !planned.decision)) return follow(session, handle.workflowId, values.json);
+        if (planned.plan && planned.planHash && !values.json) out(renderPlan(planned.plan, planned.planHash));
+        if (planned.baselineSmoke && !values.json) out(renderSmoke(planned.baselineSmoke, 'Baseline smoke checks on the running version'));
+        if (values.yes && planned.phase === 'awaiting-approval') {
+          await handle.signal('approve', { by, planHash: planned.planHash!, comment: values.comment ?? 'approved with --yes' });
+          if (!values.json) out(`Approved plan ${planned.planHash} as ${by}`);
+        } else if (!values.yes && planned.phase === 'awaiting-approval' && !values.json) {
+          out(`Waiting for approval. Approve with: dg-upgrade approve ${d.name} --plan-hash ${planned.planHash}   (or reject)`);
+        }
+        if (values.follow) return follow(session, handle.workflowId, values.json);
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId, uiUrl: link, status: planned }, null, 2));
+        return EXIT.ok;
+      });
+    },
+  },
+  plan: {
+    summary: 'preflight only: what an upgrade would do (refs, migrations, release notes); changes nothing',
+    usage: 'dg-upgrade plan --deployment D --to REF [--json] [--profile FILE]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' } },
+    examples: ['dg-upgrade plan --deployment prod --to v0.2.0', 'dg-upgrade plan -d prod --to v0.3.0 --json | jq .plan.pendingMigrations'],
+    async run(values) {
+      const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment'));
+      const targetRef = requireFlag(values, 'to', 'the target tag or commit');
+      return withSession(async (session) => {
+        const result = await runPlan(session, d, targetRef);
+        out(values.json ? JSON.stringify(result, null, 2) : renderPlan(result.plan, result.planHash));
+        return EXIT.ok;
+      });
+    },
+  },
+  approve: {
+    summary: 'approve the plan an upgrade waits on (send the approve signal)',
+    usage: 'dg-upgrade approve D|--workflow-id ID [--plan-hash H] [--comment TEXT] [--by NAME] [--json]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, 'plan-hash': { type: 'string' }, comment: { type: 'string' }, by: { type: 'string' } },
+    examples: ['dg-upgrade approve prod', 'dg-upgrade approve prod --plan-hash 3f2a9c0d1e2b4a5c6d7e8f90 --comment "window 22:00"', 'dg-upgrade approve --workflow-id dg-upgrade-prod'],
+    async run(values, positionals) {
+      return withSession(async (session) => {
+        const handle = handleFor(session, target(values, positionals));
+        const status = await awaitingDecision(handle, 'approve');
+        if (values['plan-hash'] && values['plan-hash'] !== status.planHash) {
+          throw new CliError(`plan hash ${values['plan-hash']} is stale: the run waits on plan ${status.planHash}`, EXIT.invalidState, `review it with: dg-upgrade status ${status.deployment}`);
+        }
+        const by = operatorName(values.by);
+        await handle.signal('approve', { by, planHash: status.planHash!, comment: values.comment });
+        const after = await confirmDecision(handle);
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, decision: after.decision }, null, 2));
+        else out(`Approved plan ${status.planHash} of ${handle.workflowId} as ${by}`);
+        return EXIT.ok;
+      });
+    },
+  },
+  reject: {
+    summary: 'reject the plan an upgrade waits on (send the reject signal); nothing changes',
+    usage: 'dg-upgrade reject D|--workflow-id ID [--comment TEXT] [--by NAME] [--json]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, comment: { type: 'string' }, by: { type: 'string' } },
+    examples: ['dg-upgrade reject prod --comment "not during the audit"'],
+    async run(values, positionals) {
+      return withSession(async (session) => {
+        const handle = handleFor(session, target(values, positionals));
+        await awaitingDecision(handle, 'reject');
+        const by = operatorName(values.by);
+        await handle.signal('reject', { by, comment: values.comment });
+        const after = await confirmDecision(handle);
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, decision: after.decision }, null, 2));
+        else out(`Rejected ${handle.workflowId} as ${by}`);
+        return EXIT.ok;
+      });
+    },
+  },
+  cancel: {
+    summary: 'cancel a running operation: before cutover it aborts (old version keeps serving)',
+    usage: 'dg-upgrade cancel D|--workflow-id ID [--json]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' } },
+    examples: ['dg-upgrade cancel prod'],
+    async run(values, positionals) {
+      return withSession(async (session) => {
+        const handle = handleFor(session, target(values, positionals));
+        const desc = await describeOrFail(handle);
+        if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} is not running (${desc.status.name})`, EXIT.invalidState);
+        await handle.cancel();
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, cancelRequested: true }));
+        else out(`Cancellation requested for ${handle.workflowId}; follow with: dg-upgrade status ${desc.searchAttributes?.DgDeployment?.[0] ?? ''} --follow`);
+        return EXIT.ok;
+      });
+    },
+  },
+  status: {
+    summary: "show an operation's phase, steps with timings, plan and smoke results",
+    usage: 'dg-upgrade status [D] [--workflow-id ID] [--follow] [--json]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, follow: { type: 'boolean', short: 'f' } },
+    examples: ['dg-upgrade status prod', 'dg-upgrade status prod --follow', 'dg-upgrade status prod --json | jq ".steps[] | {name, state}"'],
+    async run(values, positionals) {
+      return withSession(async (session) => {
+        const which = target(values, positionals);
+        const handle = handleFor(session, which);
+        await describeOrFail(handle);
+        if (values.follow) return follow(session, handle.workflowId, values.json);
+        const status = await readStatus(handle);
+        out(values.json ? JSON.stringify(status, null, 2) : `${renderStatus(status)}\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
+        return EXIT.ok;
+      });
+    },
+  },
+  list: {
+    summary: 'list operations, newest first, filtered by deployment and state',
+    usage: 'dg-upgrade list [--deployment D] [--state running|completed|failed|canceled|terminated|timed_out] [--limit N] [--json]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, state: { type: 'string' }, limit: { type: 'string' } },
+    examples: ['dg-upgrade list', 'dg-upgrade list --deployment prod --state running --json'],
+    async run(values) {
+      const clauses = [`DgOperation IS NOT NULL`];
+      if (values.deployment) clauses.push(`DgDeployment = "${String(values.deployment).replace(/"/g, '')}"`);
+      if (values.state) {
+        const states: Record<string, string> = { running: 'Running', completed: 'Completed', failed: 'Failed', canceled: 'Canceled', cancelled: 'Canceled', terminated: 'Terminated', timed_out: 'TimedOut' };
+        const s = states[String(values.state).toLowerCase()];
+        if (!s) throw new CliError(`unknown --state ${values.state}; one of ${Object.keys(states).join(', ')}`, EXIT.badInput);
+        clauses.push(`ExecutionStatus = "${s}"`);
+      }
+      const limit = Number(values.limit ?? 20);
+      if (!Number.isInteger(limit) || limit < 1) throw new CliError('--limit must be a positive integer', EXIT.badInput);
+      return withSession(async (session) => {
+        const rows: Array<Record<string, unknown>> = [];
+        for await (const wf of session.client.workflow.list({ query: clauses.join(' AND ') })) {
+          rows.push({
+            workflowId: wf.workflowId,
+            runId: wf.runId,
+            type: wf.type,
+            status: wf.status.name,
+            deployment: wf.searchAttributes?.DgDeployment?.[0],
+            target: wf.searchAttributes?.DgTargetRef?.[0],
+            phase: wf.searchAttributes?.DgPhase?.[0],
+            startTime: wf.startTime.toISOString(),
+            closeTime: wf.closeTime?.toISOString(),
+          });
+          if (rows.length >= limit) break;
+        }
+        if (values.json) out(JSON.stringify(rows, null, 2));
+        else if (!rows.length) out('no operations match');
+        else for (const r of rows) out(`${String(r.startTime).slice(0, 19)}  ${String(r.status).padEnd(10)} ${String(r.type).padEnd(8)} ${String(r.deployment).padEnd(12)} -> ${String(r.target).padEnd(8)} ${String(r.phase ?? '').padEnd(18)} ${r.workflowId}`);
+        return EXIT.ok;
+      });
+    },
+  },
+};
+
+async function awaitingDecision(handle: ReturnType<typeof handleFor>, verb: string): Promise<UpgradeStatus> {
+  const desc = await describeOrFail(handle);
+  if (desc.status.name !== 'RUNNING') {
+    throw new CliError(`${handle.workflowId} already finished (${desc.status.name}); nothing to ${verb}`, EXIT.invalidState, 'start a new upgrade instead');
+  }
+  const status = await handle.query<UpgradeStatus>('status');
+  if (status.decision) throw new CliError(`${handle.workflowId} was already ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}`, EXIT.invalidState);
+  if (verb === 'approve' && status.phase !== 'awaiting-approval') {
+    throw new CliError(`${handle.workflowId} is not waiting for approval (phase ${status.phase})`, EXIT.invalidState, 'wait for the plan, then approve: dg-upgrade status --follow');
+  }
+  return status;
+}
+
+async function confirmDecision(handle: ReturnType<typeof handleFor>): Promise<UpgradeStatus> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const desc = await handle.describe();
+    const status = await handle.query<UpgradeStatus>('status').catch(() => undefined);
+    if (status?.decision || desc.status.name !== 'RUNNING') return status ?? (await handle.query<UpgradeStatus>('status'));
+    if (status?.ignoredSignals.length) throw new CliError(`the run ignored the signal: ${status.ignoredSignals.at(-1)}`, EXIT.invalidState);
+    if (Date.now() > deadline) throw new CliError('the signal was sent but the run has not recorded a decision yet; check: dg-upgrade status', EXIT.unavailable);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function helpOf(name: string, c: Command): string {
+  return [`dg-upgrade ${name}: ${c.summary}`, '', `Usage: ${c.usage}`, '', 'Examples:', ...c.examples.map((e) => `  ${e}`), '', EXIT_CODE_HELP].join('\n');
+}
+
+export const MAIN_HELP = `dg-upgrade: upgrade and roll back a DecisionGraph install as Temporal workflows.
+
+Usage: dg-upgrade <command> [options]     (dg-upgrade <command> --help for details)
+
+Commands:
+${Object.entries(commands).map(([n, c]) => `  ${n.padEnd(9)} ${c.summary}`).join('\n')}
+
+Examples:
+  dg-upgrade worker --profile /etc/dg-upgrade/profile.json
+  dg-upgrade plan --deployment prod --to v0.2.0
+  dg-upgrade upgrade --deployment prod --to v0.2.0 --yes --follow
+  dg-upgrade approve prod --plan-hash <hash>
+  dg-upgrade status prod --json
+
+Environment: DG_UPGRADE_PROFILE (profile file), TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_API_KEY or TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY/TEMPORAL_TLS_CA, TEMPORAL_UI_URL.
+
+${EXIT_CODE_HELP}`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    out(MAIN_HELP);
+    return name ? EXIT.ok : EXIT.badInput;
+  }
+  const command = commands[name];
+  const json = rest.includes('--json');
+  try {
+    if (!command) throw new CliError(`unknown command "${name}"`, EXIT.badInput, 'run dg-upgrade --help for the list');
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    } catch (e) {
+      throw new CliError((e as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''), EXIT.badInput, `see dg-upgrade ${name} --help`);
+    }
+    if (parsed.values.help) {
+      out(helpOf(name, command));
+      return EXIT.ok;
+    }
+    return await command.run(parsed.values as Record<string, any>, parsed.positionals);
+  } catch (e) {
+    const error = e instanceof CliError ? e : new CliError((e as Error).message, EXIT.failed);
+    if (json) out(JSON.stringify({ error: error.message, hint: error.hint, exitCode: error.exitCode }));
+    err(`dg-upgrade: error: ${error.message}${error.hint ? `\n  hint: ${error.hint}` : ''}`);
+    return error.exitCode;
+  }
+}
+
+export function isMain(url: string): boolean {
+  return process.argv[1] !== undefined && path.resolve(process.argv[1]) === path.resolve(new URL(url).pathname);
+}

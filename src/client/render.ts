@@ -1,0 +1,77 @@
+import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../workflows/types.js';
+
+const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-' };
+
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined) return '';
+  return ms < 1000 ? `${ms}ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
+}
+
+export function formatBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+export function renderPlan(plan: UpgradePlan, hash: string): string {
+  const lines = [
+    `Plan ${hash} for deployment ${plan.deployment} (${plan.layout} layout)`,
+    `  from      ${plan.from.tag ?? '-'} ${plan.from.sha.slice(0, 12)}  (${plan.from.dir})`,
+    `  to        ${plan.to.tag ?? plan.to.ref} ${plan.to.sha.slice(0, 12)}`,
+    `  database  ${plan.database.name}  ${plan.database.redactedUrl}`,
+    `  backup    about ${formatBytes(plan.estimatedBackupBytes)}`,
+    `  migrations pending: ${plan.pendingMigrations.length ? plan.pendingMigrations.map((m) => `${m.version}_${m.name}`).join(', ') : 'none'}`,
+  ];
+  for (const note of plan.releaseNotes) {
+    lines.push(`  release notes ${note.version}:`);
+    for (const [label, items] of [['Summary', note.summary], ['Impact', note.impact], ['Required Actions', note.requiredActions], ['Rollback', note.rollback]] as const) {
+      if (items.length) lines.push(`    ${label}:`, ...items.map((i) => `      - ${i}`));
+    }
+  }
+  if (plan.requiredActions.length) lines.push('  REQUIRED ACTIONS (approving acknowledges them):', ...plan.requiredActions.map((a) => `    ! ${a}`));
+  lines.push('  steps:', ...plan.steps.map((s, i) => `    ${i + 1}. ${s}`));
+  return lines.join('\n');
+}
+
+export function renderSmoke(report: SmokeReport, title: string): string {
+  return [
+    `${title}: ${report.passed ? 'PASSED' : 'FAILED'}${report.version ? ` (version ${report.version})` : ''}`,
+    ...report.checks.map((c) => `  ${c.passed ? '✓' : '✗'} ${c.name.padEnd(17)} ${formatDuration(c.latencyMs).padStart(7)}  ${c.reason}`),
+  ].join('\n');
+}
+
+export function renderSteps(steps: StepStatus[]): string {
+  return steps
+    .map((s) => `  ${ICON[s.state]} ${s.name.padEnd(11)} ${s.state.padEnd(9)} ${formatDuration(s.durationMs).padStart(7)}${s.detail ? `  ${s.detail}` : ''}`)
+    .join('\n');
+}
+
+export function renderStatus(status: UpgradeStatus): string {
+  const lines = [`${status.workflowId}  ${status.operation}  phase: ${status.phase}`, `  ${status.summary}`];
+  if (status.waitingFor) lines.push(`  waiting for: ${status.waitingFor}`);
+  lines.push(renderSteps(status.steps));
+  if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}${status.decision.comment ? ` (${status.decision.comment})` : ''}`);
+  if (status.backup) lines.push(`  backup: ${status.backup.id} (${formatBytes(status.backup.sizeBytes)}, sha256 ${status.backup.sha256.slice(0, 16)}…)`);
+  if (status.smoke) lines.push(renderSmoke(status.smoke, '  smoke checks'));
+  for (const ignored of status.ignoredSignals) lines.push(`  ignored signal: ${ignored}`);
+  return lines.join('\n');
+}
+
+/** One line per step state change, with the time since the follow began. */
+export class StepChangePrinter {
+  private seen = new Map<string, string>();
+  private phase?: string;
+  constructor(private readonly out: (line: string) => void, private readonly started = Date.now()) {}
+
+  update(status: UpgradeStatus): void {
+    const t = `[${formatDuration(Date.now() - this.started).padStart(7)}]`;
+    if (status.phase !== this.phase) {
+      this.phase = status.phase;
+      this.out(`${t} phase ${status.phase}: ${status.summary}`);
+    }
+    for (const step of status.steps) {
+      const key = `${step.state}:${step.detail ?? ''}`;
+      if (this.seen.get(step.name) === key || (step.state === 'pending' && !this.seen.has(step.name))) continue;
+      this.seen.set(step.name, key);
+      this.out(`${t}   ${ICON[step.state]} ${step.name} ${step.state}${step.durationMs !== undefined && step.state !== 'running' ? ` in ${formatDuration(step.durationMs)}` : ''}${step.detail ? `: ${step.detail}` : ''}`);
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import { existsSync, statSync } from 'node:fs';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import * as activities from '../activities/index.js';
+import { setProfilePath } from '../activities/deployment.js';
+import { loadProfileFile, taskQueueForNode } from '../config/profile.js';
+import { temporalSettings } from '../client/temporalConnection.js';
+import { BUNDLE_PATH, WORKFLOWS_PATH } from './bundle.js';
+
+export interface WorkerConfig {
+  profilePath: string;
+  /** The app node this worker runs on; its task queue is `dg-upgrade-<node>`. */
+  node?: string;
+}
+
+function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const fresh = existsSync(BUNDLE_PATH) && statSync(BUNDLE_PATH).mtimeMs >= statSync(WORKFLOWS_PATH).mtimeMs;
+  return fresh ? { workflowBundle: { codePath: BUNDLE_PATH } } : { workflowsPath: WORKFLOWS_PATH };
+}
+
+/** Creates the worker of one node: it serves the upgrade workflows and the activities that touch this node. */
+export async function createWorker(config: WorkerConfig): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection }> {
+  const profile = loadProfileFile(config.profilePath); // fail fast on a bad profile
+  const nodes = [...new Set(Object.values(profile.deployments).map((d) => d.node))];
+  const node = config.node ?? process.env.DG_UPGRADE_NODE ?? (nodes.length === 1 ? nodes[0]! : 'local');
+  if (!nodes.includes(node)) {
+    throw new Error(`no deployment in ${config.profilePath} runs on node "${node}" (nodes: ${nodes.join(', ') || 'none'}); pass --node`);
+  }
+  setProfilePath(config.profilePath);
+  const settings = temporalSettings();
+  const connection = await NativeConnection.connect({ address: settings.address, tls: settings.tls, apiKey: settings.apiKey });
+  const taskQueue = taskQueueForNode(node);
+  const worker = await Worker.create({
+    connection,
+    namespace: settings.namespace,
+    taskQueue,
+    activities,
+    ...workflowSource(),
+    // Activities stop (and heartbeat their cancellation) within this grace time on SIGTERM.
+    shutdownGraceTime: '10 seconds',
+  });
+  return { worker, taskQueue, connection };
+}

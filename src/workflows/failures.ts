@@ -1,0 +1,18 @@
+import { ApplicationFailure } from '@temporalio/common';
+
+/** The innermost message: activity failures wrap the activity's own error, which is the useful one. */
+export function messageOf(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e && (e.cause as { message?: string } | undefined)?.message) e = e.cause as typeof e;
+  return e?.message ?? String(err);
+}
+
+/** The first ApplicationFailure type in the cause chain. */
+export function failureTypeOf(err: unknown): string | undefined {
+  let e = err as { cause?: unknown } | undefined;
+  while (e) {
+    if (e instanceof ApplicationFailure && e.type) return e.type;
+    e = e.cause as typeof e;
+  }
+  return undefined;
+}

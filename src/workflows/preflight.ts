@@ -1,0 +1,64 @@
+import { ApplicationFailure } from '@temporalio/workflow';
+import { long, quick } from './activityProxies.js';
+import { FAILURE_TYPES, type DeploymentInspection, type ResolvedRef, type SmokeReport, type UpgradePlan } from './types.js';
+
+function badInput(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
+}
+
+export function describeRef(ref: { tag?: string; sha: string }): string {
+  return ref.tag ?? ref.sha.slice(0, 12);
+}
+
+export interface PreflightResult {
+  inspection: DeploymentInspection;
+  target: ResolvedRef;
+  plan: UpgradePlan;
+  baselineSmoke?: SmokeReport;
+}
+
+/**
+ * Step 1 of the guide: record what runs, resolve the target, read the release notes and the
+ * pending migrations. With `baselineSmoke`, also run the smoke checks on the running version
+ * (they admit a replay, so `plan` alone skips them to change nothing).
+ */
+export async function runPreflight(deployment: string, targetRef: string, opts: { baselineSmoke: boolean }): Promise<PreflightResult> {
+  const inspection = await quick.inspectDeployment(deployment);
+  if (!inspection.running) {
+    throw badInput(`deployment "${deployment}" is not serving (no healthy runtime on its port); dg-upgrade upgrades a running install: start it first`);
+  }
+  await quick.checkCleanTree(deployment);
+  const target = await quick.resolveTargetRef(deployment, targetRef);
+  if (target.sha === inspection.current.sha) {
+    throw badInput(`deployment "${deployment}" already runs ${describeRef(target)} (${target.sha.slice(0, 12)}); nothing to upgrade`);
+  }
+  if (inspection.freeDiskBytes < inspection.estimatedBackupBytes * 1.5) {
+    throw badInput(`not enough disk for a backup: ${inspection.freeDiskBytes} bytes free, about ${inspection.estimatedBackupBytes} needed`);
+  }
+  const pendingMigrations = await quick.pendingMigrationsAt(deployment, target.sha, inspection.migrationVersions);
+  const releaseNotes = await quick.releaseNotesBetween(deployment, target.sha, inspection.current.tag, target.tag);
+  let baselineSmoke: SmokeReport | undefined;
+  if (opts.baselineSmoke) {
+    baselineSmoke = await long.runSmokeChecks(deployment);
+    if (!baselineSmoke.passed) {
+      const failed = baselineSmoke.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.reason}`);
+      throw badInput(`the running version fails its smoke checks before any change (${failed.join('; ')}); fix the install before upgrading`);
+    }
+  }
+  const build = inspection.layout === 'releases'
+    ? ['build the target in its own release dir while the old version serves', 'stop the old runtime']
+    : ['stop the old runtime', 'check out and build the target in place'];
+  const plan: UpgradePlan = {
+    deployment,
+    layout: inspection.layout,
+    from: inspection.current,
+    to: target,
+    database: inspection.database,
+    pendingMigrations,
+    releaseNotes,
+    requiredActions: releaseNotes.flatMap((n) => n.requiredActions.map((a) => `${n.version}: ${a}`)),
+    estimatedBackupBytes: inspection.estimatedBackupBytes,
+    steps: [...build, 'back up the database (pg_dump)', `migrate (${pendingMigrations.length} pending)`, 'start the new runtime', 'smoke checks'],
+  };
+  return { inspection, target, plan, baselineSmoke };
+}

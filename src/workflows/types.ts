@@ -1,0 +1,211 @@
+// Types shared by the workflows, the activities and the client. No runtime imports here.
+
+export interface UpgradeInput {
+  deployment: string;
+  targetRef: string;
+  /** Skip waiting for an `approve` signal (the profile's approval policy may also be `auto`). */
+  autoApprove?: boolean;
+  /** Who started the run (CLI user or "temporal-ui"), for the audit trail. */
+  requestedBy?: string;
+}
+
+export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+
+export interface StepStatus {
+  name: StepName;
+  state: StepState;
+  startedAt?: string;
+  endedAt?: string;
+  durationMs?: number;
+  detail?: string;
+}
+
+export const UPGRADE_STEPS = [
+  'preflight',
+  'plan',
+  'approval',
+  'build',
+  'stopOld',
+  'backup',
+  'migrate',
+  'startNew',
+  'smoke',
+  'finalize',
+] as const;
+export type UpgradeStepName = (typeof UPGRADE_STEPS)[number];
+export const COMPENSATION_STEPS = ['restartOld'] as const;
+export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number];
+
+export type Phase =
+  | 'starting'
+  | 'preflight'
+  | 'awaiting-approval'
+  | 'building'
+  | 'stopping-old'
+  | 'backing-up'
+  | 'migrating'
+  | 'starting-new'
+  | 'smoke-checking'
+  | 'finalizing'
+  | 'compensating'
+  | 'succeeded'
+  | 'failed'
+  | 'rejected'
+  | 'aborted';
+
+export interface CheckoutInfo {
+  sha: string;
+  /** Tag pointing at the sha, when there is one. */
+  tag?: string;
+  /** Directory the runtime runs from. */
+  dir: string;
+}
+
+export interface DeploymentInspection {
+  deployment: string;
+  node: string;
+  layout: 'releases' | 'in-place';
+  runtimeAdapter: 'process' | 'command';
+  current: CheckoutInfo;
+  running: boolean;
+  database: { name: string; redactedUrl: string };
+  migrationVersions: string[];
+  eventLog: EventLogMark;
+  freeDiskBytes: number;
+  estimatedBackupBytes: number;
+  approval: { policy: 'required' | 'auto'; timeoutMs: number };
+  smokeTimeoutMs: number;
+}
+
+export interface EventLogMark {
+  maxLogSeq: number;
+  rowCount: number;
+}
+
+export interface ResolvedRef {
+  ref: string;
+  sha: string;
+  tag?: string;
+}
+
+export interface ReleaseNoteBlock {
+  version: string;
+  summary: string[];
+  impact: string[];
+  requiredActions: string[];
+  verification: string[];
+  rollback: string[];
+}
+
+export interface PendingMigration {
+  version: string;
+  name: string;
+}
+
+export interface UpgradePlan {
+  deployment: string;
+  layout: 'releases' | 'in-place';
+  from: CheckoutInfo;
+  to: ResolvedRef;
+  database: { name: string; redactedUrl: string };
+  pendingMigrations: PendingMigration[];
+  releaseNotes: ReleaseNoteBlock[];
+  requiredActions: string[];
+  estimatedBackupBytes: number;
+  steps: string[];
+}
+
+export interface SmokeCheckResult {
+  name: 'healthz' | 'projections' | 'console' | 'replay' | 'traces-workflows';
+  passed: boolean;
+  latencyMs: number;
+  reason: string;
+}
+
+export interface SmokeReport {
+  passed: boolean;
+  checkedAt: string;
+  version?: string;
+  checks: SmokeCheckResult[];
+  /** Observations compared between baseline and post-upgrade runs. */
+  observations: SmokeObservations;
+}
+
+export interface SmokeObservations {
+  traceId?: string;
+  traceEventCount?: number;
+  workflowIds?: string[];
+  digests?: Record<string, string | null>;
+}
+
+export interface BackupManifest {
+  id: string;
+  deployment: string;
+  kind: 'pre-upgrade' | 'manual';
+  createdAt: string;
+  file: string;
+  sizeBytes: number;
+  sha256: string;
+  database: string;
+  gitSha: string;
+  gitTag?: string;
+  environment: string;
+  migrationVersions: string[];
+  rowCounts: Record<string, number>;
+  eventLog: EventLogMark & { checksum: string };
+  workflowId: string;
+  verified: { at: string; tocEntries: number; testRestore?: boolean };
+}
+
+export interface ApproveSignal {
+  by: string;
+  planHash: string;
+  comment?: string;
+}
+
+export interface RejectSignal {
+  by: string;
+  comment?: string;
+}
+
+export interface Decision {
+  kind: 'approved' | 'rejected' | 'timed-out' | 'auto-approved';
+  by?: string;
+  comment?: string;
+  at: string;
+}
+
+export interface UpgradeStatus {
+  workflowId: string;
+  operation: 'upgrade';
+  deployment: string;
+  targetRef: string;
+  phase: Phase;
+  waitingFor?: string;
+  steps: StepStatus[];
+  plan?: UpgradePlan;
+  planHash?: string;
+  decision?: Decision;
+  ignoredSignals: string[];
+  baselineSmoke?: SmokeReport;
+  smoke?: SmokeReport;
+  backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions'>;
+  error?: { step: string; message: string };
+  outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted';
+  summary: string;
+}
+
+export type UpgradeResult = Pick<UpgradeStatus, 'outcome' | 'summary' | 'phase' | 'steps' | 'decision' | 'backup' | 'smoke'> & {
+  deployment: string;
+  from?: CheckoutInfo;
+  to?: ResolvedRef;
+};
+
+/** Failure types the client maps to exit codes. */
+export const FAILURE_TYPES = {
+  badInput: 'DgBadInput',
+  rejected: 'DgRejected',
+  aborted: 'DgAborted',
+  failed: 'DgUpgradeFailed',
+  wrongWorkflowId: 'DgWrongWorkflowId',
+} as const;

@@ -1,0 +1,267 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+  log,
+} from '@temporalio/workflow';
+import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
+import { long, quick } from './activityProxies.js';
+import { failureTypeOf, messageOf } from './failures.js';
+import { lockWorkflowId } from './lock.js';
+import { planHash } from './planHash.js';
+import { describeRef, runPreflight } from './preflight.js';
+import { approveSignal, rejectSignal, statusQuery } from './signals.js';
+import { StepTracker } from './stepTracker.js';
+import {
+  FAILURE_TYPES,
+  UPGRADE_STEPS,
+  type CheckoutInfo,
+  type DeploymentInspection,
+  type Phase,
+  type ResolvedRef,
+  type UpgradeInput,
+  type UpgradeResult,
+  type UpgradeStatus,
+} from './types.js';
+
+function badInput(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
+}
+
+const describe = describeRef;
+
+/**
+ * The guide's upgrade: preflight, plan, approval, build, stop, backup, migrate, start, smoke.
+ * Before the old runtime stops, any failure leaves the install as it was.
+ */
+export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
+  if (!input || typeof input.deployment !== 'string' || typeof input.targetRef !== 'string' || !input.targetRef) {
+    throw badInput('input must be {"deployment": "<name>", "targetRef": "<tag or sha>"}');
+  }
+  const { deployment, targetRef } = input;
+  const expectedId = lockWorkflowId(deployment);
+  if (workflowInfo().workflowId !== expectedId) {
+    throw ApplicationFailure.create({
+      message: `upgrades of deployment "${deployment}" must run under workflow ID "${expectedId}" (one operation per deployment at a time); start it again with that ID`,
+      type: FAILURE_TYPES.wrongWorkflowId,
+      nonRetryable: true,
+    });
+  }
+
+  const steps = new StepTracker(UPGRADE_STEPS);
+  const status: UpgradeStatus = {
+    workflowId: expectedId,
+    operation: 'upgrade',
+    deployment,
+    targetRef,
+    phase: 'starting',
+    steps: steps.list,
+    ignoredSignals: [],
+    summary: `${deployment}: upgrade to ${targetRef} starting`,
+  };
+  const setPhase = (phase: Phase, summary: string, waitingFor?: string) => {
+    status.phase = phase;
+    status.summary = `${deployment}: ${summary}`;
+    status.waitingFor = waitingFor;
+    upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
+    log.info(status.summary);
+  };
+  upsertSearchAttributes([
+    { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
+    { key: TARGET_REF_ATTRIBUTE, value: targetRef },
+    { key: OPERATION_ATTRIBUTE, value: 'upgrade' },
+  ] as never);
+
+  setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
+  setHandler(approveSignal, (signal) => {
+    if (status.decision) return void status.ignoredSignals.push(`approve by ${signal?.by}: a decision was already made`);
+    if (!status.planHash) return void status.ignoredSignals.push(`approve by ${signal?.by}: no plan yet`);
+    if (signal?.planHash !== status.planHash) {
+      return void status.ignoredSignals.push(`approve by ${signal?.by}: plan hash ${signal?.planHash} does not match the current plan ${status.planHash}`);
+    }
+    status.decision = { kind: 'approved', by: signal.by, comment: signal.comment, at: new Date().toISOString() };
+  });
+  setHandler(rejectSignal, (signal) => {
+    if (status.decision) return void status.ignoredSignals.push(`reject by ${signal?.by}: a decision was already made`);
+    status.decision = { kind: 'rejected', by: signal?.by ?? 'unknown', comment: signal?.comment, at: new Date().toISOString() };
+  });
+
+  let inspection: DeploymentInspection | undefined;
+  let target: ResolvedRef | undefined;
+  let releaseDir: string | undefined;
+  let oldStopped = false;
+  let backupTaken = false;
+
+  const result = (): UpgradeResult => ({
+    deployment,
+    outcome: status.outcome,
+    summary: status.summary,
+    phase: status.phase,
+    steps: steps.list,
+    decision: status.decision,
+    backup: status.backup,
+    smoke: status.smoke,
+    from: inspection?.current,
+    to: target,
+  });
+
+  try {
+    setPhase('preflight', `preflight for ${targetRef}`);
+    const plan = await steps.run('preflight', async () => {
+      const pre = await runPreflight(deployment, targetRef, { baselineSmoke: true });
+      inspection = pre.inspection;
+      target = pre.target;
+      status.baselineSmoke = pre.baselineSmoke;
+      return pre.plan;
+    });
+
+    await steps.run('plan', async () => {
+      status.plan = plan;
+      status.planHash = planHash(plan);
+      return undefined;
+    });
+
+    const from = describe(plan.from);
+    const to = describe(plan.to);
+    await steps.run('approval', async () => {
+      if (input.autoApprove || inspection!.approval.policy === 'auto') {
+        status.decision = { kind: 'auto-approved', by: input.requestedBy ?? 'policy', at: new Date().toISOString() };
+        return undefined;
+      }
+      setPhase('awaiting-approval', `${from} -> ${to} waiting for approval of plan ${status.planHash}`, `signal "approve" with planHash ${status.planHash}, or "reject"`);
+      const decided = await condition(() => status.decision !== undefined, inspection!.approval.timeoutMs);
+      if (!decided) status.decision = { kind: 'timed-out', at: new Date().toISOString() };
+      if (status.decision!.kind !== 'approved') {
+        throw ApplicationFailure.create({
+          message:
+            status.decision!.kind === 'rejected'
+              ? `rejected by ${status.decision!.by}${status.decision!.comment ? `: ${status.decision!.comment}` : ''}`
+              : `no approval within ${Math.round(inspection!.approval.timeoutMs / 1000)} s`,
+          type: FAILURE_TYPES.rejected,
+          nonRetryable: true,
+        });
+      }
+      return undefined;
+    });
+
+    const sha = plan.to.sha;
+    if (plan.layout === 'releases') {
+      setPhase('building', `${from} -> ${to}: building ${to} while ${from} serves`);
+      await steps.run('build', async () => {
+        releaseDir = await long.checkoutRelease(deployment, sha);
+        await long.buildRelease(deployment, releaseDir);
+        return undefined;
+      });
+    }
+
+    setPhase('stopping-old', `${from} -> ${to}: stopping ${from}`);
+    await steps.run('stopOld', async () => {
+      oldStopped = true;
+      await long.stopRuntime(deployment);
+      return undefined;
+    });
+
+    if (plan.layout === 'in-place') {
+      setPhase('building', `${from} -> ${to}: checking out and building ${to} in place`);
+      await steps.run('build', async () => {
+        releaseDir = await long.checkoutRelease(deployment, sha);
+        await long.buildRelease(deployment, releaseDir);
+        return undefined;
+      });
+    }
+
+    setPhase('backing-up', `${from} -> ${to}: backing up ${plan.database.name}`);
+    await steps.run('backup', async () => {
+      const info = workflowInfo();
+      const stamp = info.startTime.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+      const manifest = await long.backupDatabase({
+        deployment,
+        id: `${deployment}-${stamp}-${info.runId.slice(0, 8)}`,
+        workflowId: info.workflowId,
+        gitSha: plan.from.sha,
+        gitTag: plan.from.tag,
+        kind: 'pre-upgrade',
+      });
+      backupTaken = true;
+      status.backup = { id: manifest.id, file: manifest.file, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256, migrationVersions: manifest.migrationVersions };
+      return undefined;
+    });
+
+    setPhase('migrating', `${from} -> ${to}: migrating (${plan.pendingMigrations.length} pending)`);
+    await steps.run('migrate', () => long.migrateDatabase(deployment, releaseDir!));
+
+    setPhase('starting-new', `${from} -> ${to}: starting ${to}`);
+    await steps.run('startNew', async () => {
+      await quick.switchCurrent(deployment, releaseDir!);
+      await long.startRuntime(deployment, releaseDir!);
+      return undefined;
+    });
+
+    setPhase('smoke-checking', `${from} -> ${to}: smoke checks`);
+    await steps.run('smoke', async () => {
+      status.smoke = await long.runSmokeChecks(deployment, status.baselineSmoke?.observations);
+      if (!status.smoke.passed) {
+        const failed = status.smoke.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.reason}`);
+        throw ApplicationFailure.create({ message: `smoke checks failed on ${to}: ${failed.join('; ')}`, type: 'DgSmokeFailed', nonRetryable: true });
+      }
+      return undefined;
+    });
+
+    setPhase('finalizing', `${from} -> ${to}: finalizing`);
+    await steps.run('finalize', async () => {
+      await quick.pruneBackups(deployment, status.backup!.id);
+      return undefined;
+    });
+    status.outcome = 'succeeded';
+    setPhase('succeeded', `upgraded ${from} -> ${to}; all ${status.smoke!.checks.length} smoke checks passed`);
+    return result();
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    const type = failureTypeOf(err);
+    const failedStep = steps.list.find((s) => s.state === 'failed' || s.state === 'running');
+    status.error = { step: failedStep?.name ?? 'unknown', message: cancelled ? 'cancelled by an operator' : messageOf(err) };
+    steps.abandonRunning(cancelled ? 'cancelled' : undefined);
+
+    await CancellationScope.nonCancellable(async () => {
+      if (oldStopped && !backupTaken) {
+        // Nothing was migrated: put the old version back as it was, no restore needed.
+        setPhase('compensating', `restarting the previous version after: ${status.error!.message.split('\n')[0]}`);
+        await steps.compensate('restartOld', async () => {
+          const old = inspection!.current;
+          if (inspection!.layout === 'in-place') {
+            await long.checkoutRelease(deployment, old.sha);
+            await long.buildRelease(deployment, old.dir);
+          }
+          await quick.switchCurrent(deployment, old.dir);
+          await long.startRuntime(deployment, old.dir);
+          return undefined;
+        });
+      }
+    });
+
+    const fromTo = inspection && target ? `${describe(inspection.current)} -> ${describe(target)}` : `upgrade to ${targetRef}`;
+    if (cancelled) {
+      status.outcome = 'aborted';
+      setPhase('aborted', `${fromTo} cancelled at ${status.error.step}; ${oldStopped && !backupTaken ? 'previous version restarted' : backupTaken ? 'cutover had begun: run a rollback' : 'nothing changed'}`);
+      throw err;
+    }
+    if (type === FAILURE_TYPES.rejected) {
+      status.outcome = 'rejected';
+      setPhase('rejected', `${fromTo} not approved (${status.error.message}); nothing changed`);
+      return result();
+    }
+    status.outcome = 'failed';
+    const where = !oldStopped ? 'the old version still serves, nothing changed' : !backupTaken ? 'the previous version was restarted' : 'the database was migrated or the new version started: a restore-based rollback is needed';
+    setPhase('failed', `${fromTo} failed at ${status.error.step}: ${status.error.message.split('\n')[0]}; ${where}`);
+    throw ApplicationFailure.create({
+      message: status.summary,
+      type: type === FAILURE_TYPES.badInput ? FAILURE_TYPES.badInput : FAILURE_TYPES.failed,
+      nonRetryable: true,
+      details: [result()],
+    });
+  }
+}
