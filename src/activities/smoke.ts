@@ -66,9 +66,11 @@ async function newestTraceId(d: ResolvedDeployment): Promise<string | undefined>
 /**
  * The guide's five post-upgrade checks, each with its own verdict, latency and reason. With a
  * baseline (the same checks on the old version before the upgrade), the trace and workflow
- * reads are compared with what the old version returned.
+ * reads are compared with what the old version returned. `readOnly` (the baseline before an
+ * upgrade) leaves out replay admission, which writes a replay run: a rejected or failed
+ * preflight must leave the database exactly as it was.
  */
-export async function runSmokeChecks(deployment: string, baseline?: SmokeObservations): Promise<SmokeReport> {
+export async function runSmokeChecks(deployment: string, baseline?: SmokeObservations, opts: { readOnly?: boolean } = {}): Promise<SmokeReport> {
   const d = deploymentOf(deployment);
   const call = client(d);
   const reader = secret(d.profile.smoke.readerToken);
@@ -124,7 +126,7 @@ export async function runSmokeChecks(deployment: string, baseline?: SmokeObserva
     return '200, console without error panel';
   });
 
-  await check('replay', async (deadline) => {
+  if (!opts.readOnly) await check('replay', async (deadline) => {
     const run = await poll(deadline, 'replay admission', async () => {
       const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check' });
       if (r.status === 409) return new CheckFailed('a replay job is already running (409)');

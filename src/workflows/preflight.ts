@@ -39,7 +39,7 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
   const releaseNotes = await quick.releaseNotesBetween(deployment, target.sha, inspection.current.tag, target.tag);
   let baselineSmoke: SmokeReport | undefined;
   if (opts.baselineSmoke) {
-    baselineSmoke = await long.runSmokeChecks(deployment);
+    baselineSmoke = await long.runSmokeChecks(deployment, undefined, { readOnly: true });
     if (!baselineSmoke.passed) {
       const failed = baselineSmoke.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.reason}`);
       throw badInput(`the running version fails its smoke checks before any change (${failed.join('; ')}); fix the install before upgrading`);

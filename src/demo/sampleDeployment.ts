@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createSampleTarget, type SampleTarget } from '../../test/fixtures/sample-target/generate.js';
+import { setProfilePath } from '../activities/deployment.js';
+import { buildRelease, migrateDatabase } from '../activities/toolchain.js';
+import { startRuntime, stopRuntime } from '../activities/runtime.js';
+import type { ProfileFile } from '../config/profile.js';
+
+/**
+ * A DecisionGraph deployment made of the sample target (a test fixture): generated git repo,
+ * secrets in files, a profile, and v0.1.0 built, migrated and serving. Used by the demo and by
+ * the end-to-end tests, so both exercise the same setup an operator would have.
+ */
+export interface SampleDeployment {
+  name: string;
+  dir: string;
+  target: SampleTarget;
+  profilePath: string;
+  profile: ProfileFile;
+  port: number;
+  databaseUrl: string;
+  /** Environment the worker (and anything resolving the profile's secrets) needs. */
+  env: Record<string, string>;
+  secrets: { secretKeyBase: string; readerToken: string; adminToken: string; databasePassword: string };
+  /** Starts the baseline runtime (v0.1.0): build, migrate, start. */
+  bootstrap(): Promise<void>;
+  stopRuntime(): Promise<void>;
+}
+
+export interface SampleDeploymentOptions {
+  dir: string;
+  /** postgres://user@host:port/db of an empty database; a password is added (trust auth ignores it) to prove it never leaks. */
+  databaseUrl: string;
+  port: number;
+  name?: string;
+  layout?: 'releases' | 'in-place';
+  compileMs?: number;
+  approvalTimeout?: string;
+}
+
+function secretValue(label: string): string {
+  return `${label}-${randomBytes(12).toString('hex')}`;
+}
+
+export async function createSampleDeployment(opts: SampleDeploymentOptions): Promise<SampleDeployment> {
+  const name = opts.name ?? 'sample';
+  mkdirSync(opts.dir, { recursive: true });
+  const target = await createSampleTarget({ dir: path.join(opts.dir, 'target') });
+  const secretsDir = path.join(opts.dir, 'secrets');
+  mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+  const secrets = {
+    secretKeyBase: secretValue('skb'),
+    readerToken: secretValue('reader-token'),
+    adminToken: secretValue('admin-token'),
+    databasePassword: secretValue('dbpw'),
+  };
+  const url = new URL(opts.databaseUrl);
+  url.password = secrets.databasePassword;
+  const databaseUrl = url.toString();
+  const serviceAccounts = {
+    operator_console_account_id: 'ops-admin',
+    service_accounts: [
+      { account_id: 'ops-reader', token: secrets.readerToken, roles: ['reader'], tenant_ids: ['default'] },
+      { account_id: 'ops-admin', token: secrets.adminToken, roles: ['admin'], tenant_ids: ['default', '*'], permissions: ['projection_replay', 'projection_rebuild', 'workflow_export'] },
+    ],
+  };
+  const file = (n: string, v: string) => {
+    const p = path.join(secretsDir, n);
+    writeFileSync(p, v, { mode: 0o600 });
+    return p;
+  };
+  const dbEnv = `DGU_DATABASE_URL_${randomBytes(4).toString('hex').toUpperCase()}`;
+  const profile: ProfileFile = {
+    stateDir: path.join(opts.dir, 'state'),
+    deployments: {
+      [name]: {
+        node: 'local',
+        repoPath: target.repoDir,
+        beamDir: 'beam',
+        layout: opts.layout ?? 'releases',
+        keepReleases: 3,
+        runtime: { adapter: 'process', stopTimeout: '10s', startTimeout: '60s' },
+        host: '127.0.0.1',
+        port: opts.port,
+        database: { url: { fromEnv: dbEnv } },
+        backups: { dir: path.join(opts.dir, 'backups'), keep: 5, testRestore: false },
+        smoke: {
+          tenant: 'default',
+          readerToken: { fromFile: file('reader-token', secrets.readerToken) },
+          adminToken: { fromFile: file('admin-token', secrets.adminToken) },
+          timeout: '30s',
+        },
+        approval: { policy: 'required', timeout: opts.approvalTimeout ?? '1h' },
+        toolchain: {
+          mix: target.mixPath,
+          env: {
+            MIX_ENV: 'prod',
+            DECISION_GRAPH_DEPLOYMENT_ENV: 'prod',
+            POOL_SIZE: '5',
+            DG_FIXTURE_COMPILE_MS: String(opts.compileMs ?? 300),
+            DG_FIXTURE_PROJECTOR_INTERVAL_MS: '200',
+          },
+          secretEnv: {
+            SECRET_KEY_BASE: { fromFile: file('secret-key-base', secrets.secretKeyBase) },
+            DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: { fromFile: file('service-accounts.json', JSON.stringify(serviceAccounts)) },
+          },
+        },
+        disposableDemo: false,
+      },
+    },
+  };
+  const profilePath = path.join(opts.dir, 'profile.json');
+  writeFileSync(profilePath, JSON.stringify(profile, null, 2));
+  const env = { [dbEnv]: databaseUrl };
+
+  const withProfile = async <T>(fn: () => Promise<T>): Promise<T> => {
+    Object.assign(process.env, env);
+    setProfilePath(profilePath);
+    return fn();
+  };
+
+  return {
+    name,
+    dir: opts.dir,
+    target,
+    profilePath,
+    profile,
+    port: opts.port,
+    databaseUrl,
+    env,
+    secrets,
+    bootstrap: () =>
+      withProfile(async () => {
+        await buildRelease(name, target.repoDir);
+        await migrateDatabase(name, target.repoDir);
+        await startRuntime(name, target.repoDir);
+      }),
+    stopRuntime: () => withProfile(async () => void (await stopRuntime(name))),
+  };
+}

@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import pg from 'pg';
+import { createSampleDeployment, type SampleDeployment } from '../../src/demo/sampleDeployment.js';
+import { createTestDatabase, type TestDatabase } from './postgres.js';
+import { freePort } from './ports.js';
+import type { TestTemporal } from './temporal.js';
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const CLI = path.join(PROJECT_ROOT, 'bin', 'dg-upgrade.js');
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  logFile: string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface E2eDeployment extends SampleDeployment {
+  db: TestDatabase;
+  temporal: TestTemporal;
+  temporalEnv: Record<string, string>;
+  worker?: WorkerProcess;
+  startWorker(): Promise<WorkerProcess>;
+  cli(args: string[], opts?: { env?: Record<string, string> }): Promise<CliResult>;
+  /** Stops everything this deployment started and removes its database and files. */
+  dispose(): Promise<void>;
+}
+
+export async function createE2eDeployment(temporal: TestTemporal, label: string, opts: { layout?: 'releases' | 'in-place'; approvalTimeout?: string } = {}): Promise<E2eDeployment> {
+  const db = await createTestDatabase(label);
+  const dir = mkdtempSync(path.join(os.tmpdir(), `dgu-${label}-`));
+  const sample = await createSampleDeployment({ dir, databaseUrl: db.url, port: await freePort(), name: label.replace(/[^a-z0-9-]/g, '-'), ...opts });
+  const temporalEnv = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace, TEMPORAL_UI_URL: temporal.uiUrl };
+  const baseEnv = { ...temporalEnv, DG_UPGRADE_PROFILE: sample.profilePath, ...sample.env };
+  const workers: WorkerProcess[] = [];
+  const deployment: E2eDeployment = {
+    ...sample,
+    db,
+    temporal,
+    temporalEnv,
+    async startWorker() {
+      const logFile = path.join(dir, `worker-${workers.length + 1}.log`);
+      const log = createWriteStream(logFile);
+      const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...baseEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.pipe(log);
+      await new Promise<void>((resolve, reject) => {
+        let seen = '';
+        const timer = setTimeout(() => reject(new Error(`worker did not start within 60 s: ${seen}`)), 60_000);
+        child.stderr!.on('data', (chunk: Buffer) => {
+          log.write(chunk);
+          seen += chunk.toString();
+          if (seen.includes('serving task queue')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`worker exited with ${code}: ${seen}`));
+        });
+      });
+      const worker: WorkerProcess = {
+        child,
+        logFile,
+        kill: async (signal = 'SIGTERM') => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = new Promise((r) => child.once('exit', r));
+          child.kill(signal);
+          await exited;
+        },
+      };
+      workers.push(worker);
+      deployment.worker = worker;
+      return worker;
+    },
+    async cli(args, cliOpts = {}) {
+      const r = await execa(process.execPath, [CLI, ...args], { env: { ...baseEnv, ...cliOpts.env }, reject: false, timeout: 600_000 });
+      return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+    },
+    async dispose() {
+      for (const w of workers) await w.kill('SIGKILL').catch(() => {});
+      await sample.stopRuntime().catch(() => {});
+      await db.drop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return deployment;
+}
+
+/** What the tests compare before and after: migration versions, per-table row counts, event-log checksum. */
+export async function databaseFacts(url: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const versions = (await client.query('SELECT version::text AS v FROM schema_migrations ORDER BY version')).rows.map((r) => r.v as string);
+    const tables = (await client.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)).rows.map((r) => r.tablename as string);
+    const rowCounts: Record<string, number> = {};
+    for (const t of tables) rowCounts[t] = Number((await client.query(`SELECT count(*) AS n FROM "${t}"`)).rows[0].n);
+    const eventLog = (await client.query(`SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY log_seq), '')) AS c FROM dg_event_log t`)).rows[0].c as string;
+    return { versions, tables, rowCounts, eventLogChecksum: eventLog };
+  } finally {
+    await client.end();
+  }
+}
+
+export async function getJson(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, { headers });
+  const text = await res.text();
+  try {
+    return { status: res.status, body: JSON.parse(text) };
+  } catch {
+    return { status: res.status, body: text };
+  }
+}

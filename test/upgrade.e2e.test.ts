@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import { createE2eDeployment, databaseFacts, getJson, type E2eDeployment } from './support/e2e.js';
+import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+
+let temporal: TestTemporal;
+before(async () => {
+  temporal = await startTestTemporal();
+});
+after(async () => {
+  await temporal?.dispose();
+});
+
+async function historyText(d: E2eDeployment, workflowId: string): Promise<string> {
+  const connection = await Connection.connect({ address: temporal.address });
+  try {
+    const client = new Client({ connection });
+    const texts: string[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
+      const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+      texts.push(JSON.stringify(history));
+    }
+    return texts.join('\n');
+  } finally {
+    await connection.close();
+  }
+}
+
+function assertNoSecrets(d: E2eDeployment, text: string): void {
+  // Payloads are base64 in the raw history: decode every base64-looking run as well.
+  const decoded = text.replace(/"data":"([A-Za-z0-9+/=]+)"/g, (_, b64) => Buffer.from(b64, 'base64').toString('utf8'));
+  for (const [name, value] of Object.entries(d.secrets)) {
+    assert.ok(!text.includes(value) && !decoded.includes(value), `secret ${name} appears in the workflow history`);
+  }
+}
+
+describe('upgrade v0.1.0 -> v0.2.0 with approval', () => {
+  let d: E2eDeployment;
+  before(async () => {
+    d = await createE2eDeployment(temporal, 'good');
+    await d.bootstrap();
+    await d.startWorker();
+  });
+  after(async () => {
+    await d?.dispose();
+  });
+
+  test('upgrades, migrates, backs up, passes smoke checks, and keeps secrets out of the history', async () => {
+    const before = await databaseFacts(d.databaseUrl);
+    const started = await d.cli(['upgrade', '--deployment', d.name, '--to', 'v0.2.0', '--json']);
+    assert.equal(started.exitCode, 0, started.stderr);
+    const startedJson = JSON.parse(started.stdout);
+    assert.equal(startedJson.status.phase, 'awaiting-approval');
+    assert.equal(startedJson.status.plan.pendingMigrations.length, 1, 'plan lists the one pending migration');
+
+    // Still serving v0.1.0 while it waits.
+    assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
+
+    const approved = await d.cli(['approve', d.name, '--comment', 'e2e']);
+    assert.equal(approved.exitCode, 0, approved.stderr);
+
+    const followed = await d.cli(['status', d.name, '--follow', '--json']);
+    assert.equal(followed.exitCode, 0, followed.stdout + followed.stderr);
+    const status = JSON.parse(followed.stdout).status;
+    for (const step of status.steps) assert.equal(step.state, 'succeeded', `step ${step.name} is ${step.state}`);
+    assert.equal(status.outcome, 'succeeded');
+    assert.ok(status.smoke.passed);
+    assert.equal(status.smoke.checks.length, 5);
+    for (const c of status.smoke.checks) assert.ok(c.passed, `${c.name}: ${c.reason}`);
+
+    const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(health.body.version, '0.2.0');
+
+    const after = await databaseFacts(d.databaseUrl);
+    assert.equal(after.versions.length, before.versions.length + 1, 'one new migration applied');
+    assert.deepEqual(after.versions.slice(0, before.versions.length), before.versions);
+
+    assert.ok(existsSync(status.backup.file), 'backup file exists');
+    const manifest = JSON.parse(readFileSync(status.backup.file.replace(/\.dump$/, '.manifest.json'), 'utf8'));
+    assert.equal(manifest.kind, 'pre-upgrade');
+    assert.deepEqual(manifest.migrationVersions, before.versions);
+    assert.ok(manifest.verified.tocEntries > 0);
+    assert.equal(manifest.eventLog.rowCount, before.rowCounts.dg_event_log);
+
+    const jsonStatus = await d.cli(['status', d.name, '--json']);
+    assert.equal(jsonStatus.exitCode, 0);
+    assert.ok(JSON.parse(jsonStatus.stdout).steps.every((s: any) => s.state === 'succeeded'));
+
+    assertNoSecrets(d, await historyText(d, `dg-upgrade-${d.name}`));
+  });
+});
