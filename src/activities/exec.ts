@@ -1,5 +1,6 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { CancelledFailure } from '@temporalio/common';
 import { execa } from 'execa';
 import { redactSecrets } from '../config/secrets.js';
 import { cancellationSignal, heartbeat } from './heartbeat.js';
@@ -53,9 +54,10 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
   try {
     const result = await child;
     const output = redactSecrets(result.all ?? '', secrets);
+    if (result.isCanceled) throw new CancelledFailure(`\`${label}\` stopped: the activity was cancelled`);
     if (result.failed) {
       const tail = output.split('\n').slice(-15).join('\n');
-      const why = result.timedOut ? `timed out after ${opts.timeoutMs} ms` : result.isCanceled ? 'was cancelled' : `exited with ${result.exitCode ?? result.signal}`;
+      const why = result.timedOut ? `timed out after ${opts.timeoutMs} ms` : `exited with ${result.exitCode ?? result.signal}`;
       throw new CommandFailed(`\`${label}\` ${why} in ${opts.cwd}:\n${tail}`, result.exitCode, tail);
     }
     return output;

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import { createE2eDeployment, databaseFacts, getJson, type E2eDeployment } from './support/e2e.js';
+import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+
+// Every case here must end with the old version serving and the database as it was.
+let temporal: TestTemporal;
+let d: E2eDeployment;
+let baseline: Awaited<ReturnType<typeof databaseFacts>>;
+
+before(async () => {
+  temporal = await startTestTemporal();
+  d = await createE2eDeployment(temporal, 'refusals');
+  await d.bootstrap();
+  await d.startWorker();
+  baseline = await databaseFacts(d.databaseUrl);
+});
+after(async () => {
+  await d?.dispose();
+  await temporal?.dispose();
+});
+
+async function assertUnchanged(): Promise<void> {
+  const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
+  assert.equal(health.status, 200, 'the old version still serves');
+  assert.equal(health.body.version, '0.1.0');
+  const now = await databaseFacts(d.databaseUrl);
+  assert.deepEqual(now.versions, baseline.versions, 'same migration versions');
+  assert.deepEqual(now.rowCounts, baseline.rowCounts, 'same row counts');
+  assert.equal(now.eventLogChecksum, baseline.eventLogChecksum);
+}
+
+function editProfile(edit: (deployment: any) => void): () => void {
+  const original = readFileSync(d.profilePath, 'utf8');
+  const profile = JSON.parse(original);
+  edit(profile.deployments[d.name]);
+  writeFileSync(d.profilePath, JSON.stringify(profile, null, 2));
+  return () => writeFileSync(d.profilePath, original);
+}
+
+async function waitForPhase(phase: string, timeoutMs = 60_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await d.cli(['status', d.name, '--json']);
+    if (r.exitCode === 0) {
+      const s = JSON.parse(r.stdout);
+      if (s.phase === phase || s.steps?.some((st: any) => st.name === phase && st.state === 'running')) return s;
+    }
+    if (Date.now() > deadline) throw new Error(`phase ${phase} not reached: ${r.stdout} ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
+
+describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () => {
+  test('reject', async () => {
+    const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0']);
+    assert.equal(started.exitCode, 0, started.stderr);
+    assert.match(started.stdout, /Waiting for approval/);
+    const rejected = await d.cli(['reject', d.name, '--comment', 'not today']);
+    assert.equal(rejected.exitCode, 0, rejected.stderr);
+    const followed = await d.cli(['status', d.name, '--follow']);
+    assert.equal(followed.exitCode, 3, 'rejected exit code');
+    assert.match(followed.stdout, /not approved \(rejected by .*not today\); nothing changed/);
+    await assertUnchanged();
+  });
+
+  test('approval timeout', async () => {
+    const restore = editProfile((p) => (p.approval.timeout = '2s'));
+    try {
+      const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--follow']);
+      assert.equal(r.exitCode, 3, r.stdout + r.stderr);
+      assert.match(r.stdout, /no approval within 2 s/);
+    } finally {
+      restore();
+    }
+    await assertUnchanged();
+  });
+
+  test('cancel during the build, before cutover', async () => {
+    const restore = editProfile((p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = '8000'));
+    try {
+      const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes']);
+      assert.equal(started.exitCode, 0, started.stderr);
+      await waitForPhase('building');
+      const cancelled = await d.cli(['cancel', d.name]);
+      assert.equal(cancelled.exitCode, 0, cancelled.stderr);
+      const followed = await d.cli(['status', d.name, '--follow']);
+      assert.equal(followed.exitCode, 3, followed.stdout + followed.stderr);
+      assert.match(followed.stdout, /cancelled at build; nothing changed/);
+    } finally {
+      restore();
+    }
+    await assertUnchanged();
+  });
+
+  test('unknown ref', async () => {
+    const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v9.9.9', '--yes', '--follow']);
+    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /unknown ref "v9\.9\.9".*recent tags: /);
+    await assertUnchanged();
+  });
+
+  test('option-like ref', async () => {
+    const r = await d.cli(['upgrade', '-d', d.name, '--to=--upload-pack=x', '--yes', '--follow']);
+    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /looks like a command-line option/);
+    await assertUnchanged();
+  });
+
+  test('v0.2.3 fails to compile', async () => {
+    const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.3', '--yes', '--follow']);
+    assert.equal(r.exitCode, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /failed at build: .*mix compile/);
+    assert.match(r.stderr, /the old version still serves, nothing changed/);
+    await assertUnchanged();
+  });
+
+  test('invalid profile', async () => {
+    const bad = path.join(d.dir, 'bad-profile.json');
+    const profile = JSON.parse(readFileSync(d.profilePath, 'utf8'));
+    profile.deployments[d.name].port = 'eighty';
+    delete profile.deployments[d.name].backups;
+    writeFileSync(bad, JSON.stringify(profile));
+    const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--profile', bad]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, new RegExp(`deployments\\.${d.name}\\.port: .*expected number`));
+    assert.match(r.stderr, new RegExp(`deployments\\.${d.name}\\.backups: `));
+    const unknown = await d.cli(['upgrade', '-d', 'nope', '--to', 'v0.2.0']);
+    assert.equal(unknown.exitCode, 2);
+    assert.match(unknown.stderr, /unknown deployment "nope"/);
+    await assertUnchanged();
+  });
+
+  test('a second upgrade of the same deployment is refused, also under another workflow ID', async () => {
+    const first = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0']);
+    assert.equal(first.exitCode, 0, first.stderr);
+    const second = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0']);
+    assert.equal(second.exitCode, 4, second.stderr);
+    assert.match(second.stderr, /already has an operation running/);
+
+    const connection = await Connection.connect({ address: temporal.address });
+    try {
+      const client = new Client({ connection });
+      const rogue = await client.workflow.start('upgrade', { taskQueue: 'dg-upgrade-local', workflowId: 'my-own-id', args: [{ deployment: d.name, targetRef: 'v0.2.0' }] });
+      await assert.rejects(rogue.result(), (err: any) => {
+        assert.match(err.cause.message, new RegExp(`must run under workflow ID "dg-upgrade-${d.name}"`));
+        return true;
+      });
+    } finally {
+      await connection.close();
+    }
+    const rejected = await d.cli(['reject', d.name]);
+    assert.equal(rejected.exitCode, 0);
+    assert.equal((await d.cli(['status', d.name, '--follow'])).exitCode, 3);
+    await assertUnchanged();
+  });
+});
