@@ -1,0 +1,513 @@
+// Tests of the sample DecisionGraph target (a TEST FIXTURE: test/fixtures/sample-target/).
+// They run the real `mix` stand-in, real git, real PostgreSQL and the real HTTP server, and check
+// that each tag behaves as documented in test/fixtures/sample-target/README.md.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import pg from 'pg';
+import {
+  BASE_MIGRATIONS,
+  SAMPLE_TAGS,
+  SAMPLE_TOKENS,
+  SAMPLE_TRACE_ID,
+  SAMPLE_WORKFLOW_ID,
+  createSampleTarget,
+  sampleServiceAccountsJson,
+  type SampleTarget,
+} from './fixtures/sample-target/generate.js';
+import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { freePort } from './support/ports.js';
+
+const SECRET = 'fixture-secret-key-base-0123456789abcdef0123456789abcdef0123456789abcdef';
+
+let tmpDir = '';
+let target: SampleTarget;
+let generationMs = 0;
+const databases: TestDatabase[] = [];
+const servers = new Set<RunningServer>();
+
+interface RunningServer {
+  proc: ChildProcess;
+  url: string;
+  logs: string[];
+  exited: Promise<number | null>;
+}
+
+/** Environment for the stand-in: nothing inherited that could change its behaviour. */
+function mixEnv(extra: Record<string, string | undefined>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined) continue;
+    if (/^(MIX_ENV|DATABASE_URL|SECRET_KEY_BASE|PORT|POOL_SIZE|PHX_|DECISION_GRAPH_|DG_FIXTURE_)/.test(k)) continue;
+    env[k] = v;
+  }
+  env.PATH = `${target.binDir}${path.delimiter}${process.env.PATH ?? ''}`;
+  env.DG_FIXTURE_COMPILE_MS = '30';
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+function prodEnv(db: TestDatabase, extra: Record<string, string | undefined> = {}): Record<string, string> {
+  return mixEnv({
+    MIX_ENV: 'prod',
+    DATABASE_URL: db.url,
+    SECRET_KEY_BASE: SECRET,
+    PHX_HOST: 'localhost',
+    PHX_SERVER: 'true',
+    POOL_SIZE: '4',
+    DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: sampleServiceAccountsJson(),
+    ...extra,
+  });
+}
+
+async function mix(args: string[], env: Record<string, string>) {
+  return execa('mix', args, { cwd: target.beamDir, env, extendEnv: false, reject: false, timeout: 20_000 });
+}
+
+async function mixOk(args: string[], env: Record<string, string>) {
+  const r = await mix(args, env);
+  assert.equal(r.exitCode, 0, `mix ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+async function checkout(ref: string): Promise<void> {
+  await execa('git', ['checkout', '-q', '--detach', ref], { cwd: target.repoDir });
+}
+
+async function build(db: TestDatabase, migrate = true): Promise<void> {
+  const env = prodEnv(db);
+  await mixOk(['deps.get'], env);
+  await mixOk(['compile'], env);
+  if (migrate) await mixOk(['ecto.migrate'], env);
+}
+
+async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(db: TestDatabase, text: string, values: unknown[] = []) {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function migrationVersions(db: TestDatabase): Promise<string[]> {
+  const rows = await sql<{ version: string }>(db, 'SELECT version::text AS version FROM schema_migrations ORDER BY version');
+  return rows.map((r) => r.version);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A timer that does not keep the test process alive (for races against child exits). */
+const idle = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(100);
+  }
+}
+
+async function startServer(env: Record<string, string>): Promise<RunningServer> {
+  const port = await freePort();
+  const proc = spawn('mix', ['phx.server'], { cwd: target.beamDir, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  proc.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const server: RunningServer = { proc, url: `http://127.0.0.1:${port}`, logs, exited };
+  servers.add(server);
+  let dead = false;
+  void exited.then(() => {
+    dead = true;
+  });
+  await waitFor('healthz', async () => {
+    if (dead) throw new Error(`server exited early:\n${logs.join('')}`);
+    const r = await fetch(`${server.url}/api/healthz`);
+    return r.status === 200;
+  });
+  return server;
+}
+
+async function stopServer(server: RunningServer): Promise<number | null> {
+  server.proc.kill('SIGTERM');
+  const code = await Promise.race([server.exited, idle(8000).then(() => 'timeout' as const)]);
+  if (code === 'timeout') {
+    server.proc.kill('SIGKILL');
+    await server.exited;
+    servers.delete(server);
+    throw new Error('server did not stop on SIGTERM');
+  }
+  servers.delete(server);
+  return code;
+}
+
+interface ApiResult {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  text: string;
+}
+
+async function api(
+  server: RunningServer,
+  urlPath: string,
+  opts: { token?: string | null; tenant?: string | null; method?: string; body?: unknown } = {},
+): Promise<ApiResult> {
+  const headers: Record<string, string> = {};
+  const token = opts.token === undefined ? SAMPLE_TOKENS.admin : opts.token;
+  const tenant = opts.tenant === undefined ? 'default' : opts.tenant;
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (tenant) headers['x-tenant-id'] = tenant;
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(`${server.url}${urlPath}`, {
+    method: opts.method ?? 'GET',
+    headers,
+    body: opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
+  });
+  const text = await r.text();
+  let body: unknown = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  return { status: r.status, body, text };
+}
+
+interface Projection {
+  projection_name: string;
+  pending_events: number;
+  digest: string | null;
+  open_failures: number;
+}
+
+async function caughtUpHealth(server: RunningServer, tenant = 'default') {
+  return waitFor('projections caught up', async () => {
+    const r = await api(server, '/api/v1/projections/health', { tenant });
+    if (r.status !== 200) return undefined;
+    const ps = r.body.data.projections as Projection[];
+    return ps.every((p) => p.pending_events === 0 && p.digest) ? r.body.data : undefined;
+  });
+}
+
+function digests(health: { projections: Projection[]; full_digest: string }) {
+  const d: Record<string, string | null> = { full: health.full_digest };
+  for (const p of health.projections) d[p.projection_name] = p.digest;
+  return d;
+}
+
+async function replay(server: RunningServer, body: Record<string, unknown>) {
+  const r = await api(server, '/api/v1/admin/replays', { method: 'POST', body });
+  assert.equal(r.status, 202, r.text);
+  const jobId = r.body.data.run.job_id as string;
+  assert.match(jobId, /^replay-\d+$/);
+  assert.equal(r.body.data.run.status, 'queued');
+  const done = await waitFor('replay to finish', async () => {
+    const s = await api(server, `/api/v1/admin/replays/${jobId}`);
+    return ['completed', 'failed', 'cancelled'].includes(s.body?.data?.run?.status) ? s.body.data.run : undefined;
+  });
+  assert.equal(done.status, 'completed', JSON.stringify(done));
+  return done;
+}
+
+// -------------------------------------------------------------------------------------------------
+
+let mainDb: TestDatabase;
+let baselineDigests: Record<string, string | null> = {};
+
+before(async () => {
+  tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'dgu-sample-target-'));
+  const t0 = Date.now();
+  target = await createSampleTarget({ dir: tmpDir });
+  generationMs = Date.now() - t0;
+  mainDb = await createTestDatabase('sample_main');
+  databases.push(mainDb);
+});
+
+after(async () => {
+  for (const s of servers) {
+    s.proc.kill('SIGKILL');
+    await Promise.race([s.exited, idle(2000)]);
+  }
+  for (const db of databases) await db.drop().catch(() => {});
+  if (tmpDir) await fs.rm(tmpDir, { recursive: true, force: true });
+});
+
+test('generates a tagged git history with an origin and a detached v0.1.0 checkout', async () => {
+  assert.ok(generationMs < 10_000, `generation took ${generationMs}ms`); // ~0.2 s idle; generous for loaded CI
+  const tags = (await execa('git', ['tag', '--list'], { cwd: target.upstreamDir })).stdout.split('\n').sort();
+  assert.deepEqual(tags, [...SAMPLE_TAGS].sort());
+  const head = (await execa('git', ['describe', '--tags', '--exact-match', 'HEAD'], { cwd: target.repoDir })).stdout;
+  assert.equal(head, 'v0.1.0');
+  const branch = await execa('git', ['symbolic-ref', '-q', 'HEAD'], { cwd: target.repoDir, reject: false });
+  assert.notEqual(branch.exitCode, 0, 'HEAD should be detached');
+  const origin = (await execa('git', ['remote', 'get-url', 'origin'], { cwd: target.repoDir })).stdout;
+  assert.equal(origin, target.upstreamDir);
+  // ancestry as documented
+  const isAncestor = async (a: string, b: string) =>
+    (await execa('git', ['merge-base', '--is-ancestor', a, b], { cwd: target.repoDir, reject: false })).exitCode === 0;
+  assert.ok(await isAncestor('v0.2.0', 'v0.3.0'));
+  assert.ok(await isAncestor('v0.2.0', 'v0.2.1'));
+  assert.ok(await isAncestor('v0.1.0', 'v0.2.2'));
+  assert.ok(!(await isAncestor('v0.2.0', 'v0.2.2')));
+  const notes = await fs.readFile(path.join(target.repoDir, 'docs/release.md'), 'utf8');
+  assert.match(notes, /^## Migration Notes: v0\.1\.0$/m);
+  assert.match(notes, /```markdown\n## Migration Notes: <version>/);
+  const v020 = (await execa('git', ['show', 'v0.2.0:docs/release.md'], { cwd: target.repoDir })).stdout;
+  assert.match(v020, /## Migration Notes: v0\.2\.0[\s\S]*### Required Actions\n1\. /);
+  await fs.access(path.join(target.beamDir, 'apps/dg_web/priv/fixture/server.mjs'));
+});
+
+test('v0.1.0: deps.get, compile and ecto.migrate work like mix (idempotent, tree stays clean)', async () => {
+  const env = prodEnv(mainDb);
+  const noDeps = await mix(['compile'], env);
+  assert.notEqual(noDeps.exitCode, 0);
+  assert.match(noDeps.stderr, /run "mix deps\.get"/);
+  const deps = await mixOk(['deps.get'], env);
+  assert.match(deps.stdout, /Resolving Hex dependencies/);
+  const compile = await mixOk(['compile'], env);
+  assert.match(compile.stdout, /Compiling \d+ files \(\.ex\)/);
+  const manifest = JSON.parse(await fs.readFile(path.join(target.beamDir, '_build/prod/fixture_manifest.json'), 'utf8'));
+  assert.equal(manifest.version, '0.1.0');
+  const migrate = await mixOk(['ecto.migrate'], env);
+  assert.match(migrate.stdout, /\[info\] == Running 20260307000100 DecisionGraph\.Store\.Repo\.Migrations\.CreateDgEventLog\.change\/0 forward/);
+  assert.deepEqual(await migrationVersions(mainDb), [...BASE_MIGRATIONS]);
+  const again = await mixOk(['ecto.migrate'], env);
+  assert.match(again.stdout, /Migrations already up/);
+  const events = await sql<{ n: number }>(mainDb, 'SELECT COUNT(*)::int AS n FROM dg_event_log');
+  assert.ok((events[0]?.n ?? 0) >= 20);
+  const status = await execa('git', ['status', '--porcelain'], { cwd: target.repoDir });
+  assert.equal(status.stdout, '');
+  const unknown = await mix(['dg.nope'], env);
+  assert.equal(unknown.exitCode, 1);
+  assert.match(unknown.stderr, /\*\* \(Mix\) The task "dg\.nope" could not be found/);
+});
+
+test('prod refuses to boot without SECRET_KEY_BASE or service accounts', async () => {
+  const noSecret = await mix(['phx.server'], prodEnv(mainDb, { SECRET_KEY_BASE: '' }));
+  assert.notEqual(noSecret.exitCode, 0);
+  assert.match(noSecret.stderr, /SECRET_KEY_BASE is missing/);
+  const env = prodEnv(mainDb);
+  delete env.DECISION_GRAPH_SERVICE_ACCOUNTS_JSON;
+  const noAccounts = await mix(['phx.server'], env);
+  assert.notEqual(noAccounts.exitCode, 0);
+  assert.match(noAccounts.stderr, /requires service accounts/);
+});
+
+test('v0.1.0 serves the contract routes from the database', async () => {
+  const server = await startServer(
+    prodEnv(mainDb, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '600000', DG_FIXTURE_REPLAY_DELAY_MS: '300' }),
+  );
+  try {
+    const hz = await api(server, '/api/healthz', { token: null, tenant: null });
+    assert.equal(hz.status, 200);
+    assert.equal(hz.body.store['repo_started?'], true);
+    assert.equal(hz.body.version, '0.1.0');
+    assert.equal(hz.body.deployment_env, 'prod');
+    assert.equal(hz.body.data, undefined, 'healthz has no envelope');
+    assert.equal(typeof hz.body.projector, 'object');
+    assert.equal(typeof hz.body.auth, 'object');
+    assert.equal(hz.body.store.database, mainDb.name);
+
+    const health = await caughtUpHealth(server);
+    assert.equal(health.tenant_id, 'default');
+    assert.deepEqual(
+      health.projections.map((p: Projection) => p.projection_name),
+      ['context_graph', 'trace_summary', 'precedent_index'],
+    );
+    for (const p of health.projections as Projection[]) {
+      assert.match(p.digest ?? '', /^sha256:[0-9a-f]{64}$/);
+      assert.equal(p.open_failures, 0);
+    }
+    assert.match(health.full_digest, /^sha256:[0-9a-f]{64}$/);
+    assert.ok(health.event_log_last_seq > 0);
+    baselineDigests = digests(health);
+
+    const page = await api(server, '/?tenant=default', { token: null, tenant: null });
+    assert.equal(page.status, 200);
+    assert.match(page.text, /<title>DecisionGraph Operator Console<\/title>/);
+    assert.match(page.text, /Operator Console/);
+    assert.doesNotMatch(page.text, /Projection health unavailable/);
+
+    // auth
+    assert.equal((await api(server, '/api/v1/projections/health', { token: 'nope' })).status, 401);
+    assert.equal((await api(server, '/api/v1/projections/health', { token: null })).status, 401);
+    const noTenant = await api(server, '/api/v1/projections/health', { tenant: null });
+    assert.equal(noTenant.status, 400);
+    assert.ok(noTenant.body.error.code && noTenant.body.request_id);
+    assert.equal((await api(server, '/api/v1/projections/health', { tenant: 'other-tenant' })).status, 403);
+    const readerAdmin = await api(server, '/api/v1/admin/replays', {
+      token: SAMPLE_TOKENS.reader,
+      method: 'POST',
+      body: { mode: 'catch_up', projection: 'all', reason: 'smoke' },
+    });
+    assert.equal(readerAdmin.status, 403);
+    assert.equal(
+      (await api(server, '/api/v1/admin/replays', { token: SAMPLE_TOKENS.writer, method: 'POST', body: { projection: 'all', reason: 'x' } })).status,
+      403,
+    );
+    assert.equal((await api(server, '/api/v1/projections/health', { token: 'dev-admin-token' })).status, 401, 'no dev tokens in prod');
+
+    // replays
+    await replay(server, { mode: 'catch_up', projection: 'all', reason: 'smoke check' });
+    assert.equal((await api(server, '/api/v1/admin/replays', { method: 'POST', body: { mode: 'sideways', projection: 'all', reason: 'x' } })).status, 400);
+    assert.equal((await api(server, '/api/v1/admin/replays', { method: 'POST', body: { mode: 'catch_up', projection: 'all' } })).status, 400);
+    assert.equal((await api(server, '/api/v1/admin/replays', { method: 'POST', body: '{not json' })).status, 400);
+    const rebuild = await api(server, '/api/v1/admin/replays', { method: 'POST', body: { mode: 'rebuild', projection: 'trace_summary', reason: 'x' } });
+    assert.equal(rebuild.status, 403, 'rebuild is disabled in prod unless enabled');
+    const first = await api(server, '/api/v1/admin/replays', { method: 'POST', body: { mode: 'catch_up', projection: 'context_graph', reason: 'a' } });
+    assert.equal(first.status, 202);
+    const second = await api(server, '/api/v1/admin/replays', { method: 'POST', body: { mode: 'catch_up', projection: 'context_graph', reason: 'b' } });
+    assert.equal(second.status, 409);
+    const cancelled = await api(server, `/api/v1/admin/replays/${first.body.data.run.job_id}/cancel`, { method: 'POST' });
+    assert.equal(cancelled.status, 200);
+    assert.equal(cancelled.body.data.run.status, 'cancelled');
+    assert.equal((await api(server, '/api/v1/admin/replays/replay-9999')).status, 404);
+
+    // traces
+    const trace = await api(server, `/api/v1/traces/${SAMPLE_TRACE_ID}`, { token: SAMPLE_TOKENS.reader });
+    assert.equal(trace.status, 200, trace.text);
+    assert.equal(trace.body.data.summary.event_count, trace.body.data.events.length);
+    assert.equal(trace.body.data.summary.tags, undefined, 'v0.1.0 has no trace tags');
+    assert.equal((await api(server, '/api/v1/traces/trace-does-not-exist', { token: SAMPLE_TOKENS.reader })).status, 404);
+    await sql(mainDb, `INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload) VALUES ('default', $1, 'policy.evaluated', $2)`, [
+      SAMPLE_TRACE_ID,
+      JSON.stringify({ policy_id: 'late_check', outcome: 'pass' }),
+    ]);
+    const behind = await api(server, `/api/v1/traces/${SAMPLE_TRACE_ID}`, { token: SAMPLE_TOKENS.reader });
+    assert.equal(behind.status, 409);
+    assert.equal(behind.body.error.code, 'projection_out_of_date');
+    await replay(server, { mode: 'catch_up', projection: 'all', reason: 'catch up after direct insert' });
+    const after409 = await api(server, `/api/v1/traces/${SAMPLE_TRACE_ID}`, { token: SAMPLE_TOKENS.reader });
+    assert.equal(after409.status, 200);
+    assert.equal(after409.body.data.summary.event_count, trace.body.data.summary.event_count + 1);
+
+    // workflows (reads write: refreshed_at)
+    const wfs = await api(server, '/api/v1/workflows?limit=2', { token: SAMPLE_TOKENS.reader });
+    assert.equal(wfs.status, 200, wfs.text);
+    assert.equal(wfs.body.data.items.length, 2);
+    assert.equal((await api(server, '/api/v1/workflows', { token: SAMPLE_TOKENS.reader })).status, 200);
+    assert.equal((await api(server, '/api/v1/workflows?only_open=true&limit=50', { token: SAMPLE_TOKENS.reader })).status, 200);
+    assert.equal((await api(server, '/api/v1/workflows?priority=urgent', { token: SAMPLE_TOKENS.reader })).status, 400);
+    const wf = await api(server, `/api/v1/workflows/${SAMPLE_WORKFLOW_ID}`, { token: SAMPLE_TOKENS.reader });
+    assert.equal(wf.status, 200);
+    assert.equal(wf.body.data.workflow.workflow_id, SAMPLE_WORKFLOW_ID);
+    const refreshed = await sql<{ refreshed_at: Date | null }>(mainDb, 'SELECT refreshed_at FROM dg_workflow_runtime WHERE workflow_id = $1', [
+      SAMPLE_WORKFLOW_ID,
+    ]);
+    assert.ok(refreshed[0]?.refreshed_at, 'workflow reads refresh runtime rows');
+    assert.equal((await api(server, '/api/v1/workflows/wf-nope', { token: SAMPLE_TOKENS.reader })).status, 404);
+    const exp = await api(server, `/api/v1/admin/workflows/${SAMPLE_WORKFLOW_ID}/export`);
+    assert.equal(exp.status, 200);
+    assert.equal((await api(server, `/api/v1/admin/workflows/${SAMPLE_WORKFLOW_ID}/export`, { token: SAMPLE_TOKENS.reader })).status, 403);
+  } finally {
+    assert.equal(await stopServer(server), 0, 'graceful SIGTERM exits 0');
+  }
+});
+
+test('v0.2.0: one migration, reports version 0.2.0', async () => {
+  await checkout('v0.2.0');
+  await build(mainDb);
+  assert.deepEqual(await migrationVersions(mainDb), [...BASE_MIGRATIONS, '20260314000100']);
+  const server = await startServer(prodEnv(mainDb));
+  try {
+    const hz = await api(server, '/api/healthz', { token: null, tenant: null });
+    assert.equal(hz.body.version, '0.2.0');
+    await caughtUpHealth(server);
+    const trace = await api(server, `/api/v1/traces/${SAMPLE_TRACE_ID}`);
+    assert.equal(trace.status, 200, trace.text);
+    assert.deepEqual(trace.body.data.summary.tags, ['workflow:refund_review']);
+  } finally {
+    await stopServer(server);
+  }
+});
+
+test('v0.2.1: migrate fails after applying its first migration', async () => {
+  await checkout('v0.2.1');
+  await build(mainDb, false);
+  const r = await mix(['ecto.migrate'], prodEnv(mainDb));
+  assert.equal(r.exitCode, 1);
+  assert.match(r.stdout, /== Migrated 20260321000100/);
+  assert.match(r.stderr, /\*\* \(Postgrex\.Error\) ERROR 42703 \(undefined_column\)/);
+  const versions = await migrationVersions(mainDb);
+  assert.ok(versions.includes('20260321000100'));
+  assert.ok(!versions.includes('20260321000200'));
+  const t = await sql<{ ok: boolean }>(mainDb, `SELECT to_regclass('dg_trace_annotations') IS NOT NULL AS ok`);
+  assert.equal(t[0]?.ok, true);
+});
+
+test('v0.3.0: migrates and stays alive, but the console and replay admission are broken', async () => {
+  await checkout('v0.3.0');
+  await build(mainDb);
+  assert.ok((await migrationVersions(mainDb)).includes('20260328000100'));
+  const server = await startServer(prodEnv(mainDb));
+  try {
+    const hz = await api(server, '/api/healthz', { token: null, tenant: null });
+    assert.equal(hz.status, 200);
+    assert.equal(hz.body.version, '0.3.0');
+    assert.equal(hz.body.store['repo_started?'], true);
+    await caughtUpHealth(server);
+    const page = await api(server, '/', { token: null, tenant: null });
+    assert.equal(page.status, 200);
+    assert.match(page.text, /DecisionGraph Operator Console/);
+    assert.match(page.text, /Projection health unavailable/);
+    const r = await api(server, '/api/v1/admin/replays', { method: 'POST', body: { mode: 'catch_up', projection: 'all', reason: 'smoke' } });
+    assert.equal(r.status, 500);
+  } finally {
+    await stopServer(server);
+  }
+});
+
+test('v0.2.3: compile fails with a CompileError', async () => {
+  await checkout('v0.2.3');
+  const r = await mix(['compile'], prodEnv(mainDb));
+  assert.notEqual(r.exitCode, 0);
+  assert.match(r.stderr, /\*\* \(CompileError\) apps\/dg_core\/lib\/decision_graph\/core\/trace_rules\.ex:12: undefined function normalize_trace_ref\/2/);
+});
+
+test('v0.2.2: projector bug changes digests; a rebuild on v0.1.0 code restores them', async () => {
+  const db = await createTestDatabase('sample_rebuild');
+  databases.push(db);
+  await checkout('v0.2.2');
+  await build(db);
+  assert.deepEqual(await migrationVersions(db), [...BASE_MIGRATIONS]);
+  let server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100' }));
+  let buggy: Record<string, string | null>;
+  try {
+    const health = await caughtUpHealth(server);
+    buggy = digests(health);
+    const ts = (health.projections as Projection[]).find((p) => p.projection_name === 'trace_summary');
+    assert.ok((ts?.open_failures ?? 0) > 0, 'v0.2.2 records open failures');
+    assert.notEqual(buggy.trace_summary, baselineDigests.trace_summary);
+    assert.equal(buggy.context_graph, baselineDigests.context_graph);
+  } finally {
+    await stopServer(server);
+  }
+
+  await checkout('v0.1.0');
+  await build(db, false);
+  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100', DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
+  try {
+    const before = digests(await caughtUpHealth(server));
+    assert.equal(before.trace_summary, buggy.trace_summary, 'going back to old code alone does not fix the projection');
+    const run = await replay(server, { mode: 'rebuild', projection: 'trace_summary', reason: 'roll back v0.2.2 projector bug' });
+    assert.equal(run.mode, 'rebuild');
+    const healed = await caughtUpHealth(server);
+    assert.deepEqual(digests(healed), baselineDigests);
+    for (const p of healed.projections as Projection[]) assert.equal(p.open_failures, 0);
+  } finally {
+    await stopServer(server);
+  }
+});
