@@ -136,7 +136,8 @@ async function startServer(env: Record<string, string>): Promise<RunningServer> 
   await waitFor('healthz', async () => {
     if (dead) throw new Error(`server exited early:\n${logs.join('')}`);
     const r = await fetch(`${server.url}/api/healthz`);
-    return r.status === 200;
+    // healthz answers 200 before the repo is up (as the real app does): wait for both.
+    return r.status === 200 && ((await r.json()) as any).store?.['repo_started?'] === true;
   });
   return server;
 }
