@@ -6,3 +6,5 @@ export { backupDatabase, verifyBackup, pruneBackups } from './postgres.js';
 export { buildRelease, migrateDatabase } from './toolchain.js';
 export { startRuntime, stopRuntime, probeRuntime } from './runtime.js';
 export { runSmokeChecks } from './smoke.js';
+export { selectBackup, eventsAfterBackup, restoreBackup, verifyRestored } from './restore.js';
+export { preparePreviousRelease } from './previousRelease.js';

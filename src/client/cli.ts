@@ -11,11 +11,13 @@ import {
   operatorName,
   readStatus,
   runPlan,
+  startOperation,
   startUpgrade,
   watchStatus,
   type Session,
 } from './operations.js';
-import { renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
+import { formatBytes, renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
+import type { ResolvedDeployment } from '../config/profile.js';
 import type { UpgradeStatus } from '../workflows/types.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -193,6 +195,95 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  rollback: {
+    summary: "restore-based rollback: stop, restore the pre-upgrade backup, previous code, start, smoke checks",
+    usage: 'dg-upgrade rollback --deployment D [--backup ID] [--to REF] [--follow] [--json] [--profile FILE]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, backup: { type: 'string' }, to: { type: 'string' }, follow: { type: 'boolean', short: 'f' }, by: { type: 'string' }, reason: { type: 'string' } },
+    examples: ['dg-upgrade rollback --deployment prod --follow             # newest pre-upgrade backup', 'dg-upgrade rollback -d prod --backup prod-20261125T105119-01a21254 --to v0.1.0'],
+    async run(values) {
+      const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment to roll back'));
+      const backups = await listBackupsOf(d);
+      const chosen = values.backup ? backups.find((b) => b.id === values.backup) : backups.filter((b) => b.kind === 'pre-upgrade').at(-1);
+      if (!chosen) {
+        throw new CliError(
+          values.backup ? `no backup "${values.backup}" for deployment ${d.name}` : `deployment ${d.name} has no pre-upgrade backup in ${d.profile.backups.dir}: nothing to roll back to`,
+          EXIT.badInput,
+          `list backups with: dg-upgrade backups ${d.name}`,
+        );
+      }
+      return withSession(async (session) => {
+        const handle = await startOperation(session, d, 'rollback', { deployment: d.name, backupId: chosen.id, toRef: values.to, reason: values.reason, requestedBy: operatorName(values.by) }, `rollback ${d.name} to backup ${chosen.id}`);
+        if (!values.json) out(`Started ${handle.workflowId}: rollback to backup ${chosen.id} (${chosen.gitTag ?? chosen.gitSha.slice(0, 12)})\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
+        if (values.follow) return follow(session, handle.workflowId, values.json);
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId, backupId: chosen.id }, null, 2));
+        return EXIT.ok;
+      });
+    },
+  },
+  'accept-data-loss': {
+    summary: 'let a waiting rollback discard the events written after its backup (they stay in the set-aside database)',
+    usage: 'dg-upgrade accept-data-loss D|--workflow-id ID --events N [--by NAME]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, events: { type: 'string' }, by: { type: 'string' } },
+    examples: ['dg-upgrade accept-data-loss prod --events 3', 'dg-upgrade accept-data-loss --workflow-id dg-upgrade-prod-rollback-01a21254 --events 3'],
+    async run(values, positionals) {
+      const events = Number(requireFlag(values, 'events', 'the number of events the status query says would be discarded'));
+      if (!Number.isInteger(events) || events < 1) throw new CliError('--events must be a positive integer', EXIT.badInput);
+      return signalRollback(values, positionals, 'acceptDataLoss', (status) => {
+        if (status.phase !== 'awaiting-data-loss-approval') throw new CliError(`${status.workflowId} is not waiting for a data-loss decision (phase ${status.phase})`, EXIT.invalidState);
+        if (status.dataLoss?.eventsAfterBackup !== events) {
+          throw new CliError(`the rollback would discard ${status.dataLoss?.eventsAfterBackup} events, not ${events}`, EXIT.invalidState, 'read them with: dg-upgrade status');
+        }
+        return { by: operatorName(values.by), events };
+      });
+    },
+  },
+  retry: {
+    summary: 'retry the failed step of a blocked rollback',
+    usage: 'dg-upgrade retry D|--workflow-id ID [--by NAME] [--comment TEXT]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, by: { type: 'string' }, comment: { type: 'string' } },
+    examples: ['dg-upgrade retry prod --comment "disk freed"'],
+    async run(values, positionals) {
+      return signalRollback(values, positionals, 'retry', (status) => {
+        if (status.phase !== 'rollback-blocked') throw new CliError(`${status.workflowId} is not blocked (phase ${status.phase})`, EXIT.invalidState);
+        return { by: operatorName(values.by), comment: values.comment };
+      });
+    },
+  },
+  abandon: {
+    summary: 'give up a blocked rollback; the deployment is left as it is for manual repair',
+    usage: 'dg-upgrade abandon D|--workflow-id ID [--by NAME] [--comment TEXT]',
+    options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, by: { type: 'string' }, comment: { type: 'string' } },
+    examples: ['dg-upgrade abandon prod --comment "restoring by hand"'],
+    async run(values, positionals) {
+      return signalRollback(values, positionals, 'abandon', () => ({ by: operatorName(values.by), comment: values.comment }));
+    },
+  },
+  backups: {
+    summary: "list a deployment's backups; --verify checks each file against its manifest and with pg_restore --list",
+    usage: 'dg-upgrade backups D [--verify] [--json] [--profile FILE]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, verify: { type: 'boolean' } },
+    examples: ['dg-upgrade backups prod', 'dg-upgrade backups prod --verify --json'],
+    async run(values, positionals) {
+      const name = (values.deployment as string | undefined) ?? positionals[0];
+      if (!name) throw new CliError('name a deployment', EXIT.badInput);
+      const d = loadDeployment(values.profile, name);
+      const backups = await listBackupsOf(d);
+      const rows = [];
+      let bad = 0;
+      for (const b of backups) {
+        const verification = values.verify ? await verifyBackupOf(d, b.id) : undefined;
+        if (verification && !verification.ok) bad++;
+        rows.push({ ...b, verification });
+      }
+      if (values.json) out(JSON.stringify(rows, null, 2));
+      else if (!rows.length) out(`no backups for ${d.name} in ${d.profile.backups.dir}`);
+      else
+        for (const r of rows) {
+          out(`${r.id}  ${r.kind}  ${r.createdAt}  ${formatBytes(r.sizeBytes)}  ${r.gitTag ?? r.gitSha.slice(0, 12)}  ${r.migrationVersions.length} migrations  events<=${r.eventLog.maxLogSeq}${r.verification ? `  ${r.verification.ok ? 'VERIFIED' : `BAD: ${r.verification.problems.join('; ')}`}` : ''}`);
+        }
+      return bad ? EXIT.failed : EXIT.ok;
+    },
+  },
   status: {
     summary: "show an operation's phase, steps with timings, plan and smoke results",
     usage: 'dg-upgrade status [D] [--workflow-id ID] [--follow] [--json]',
@@ -250,6 +341,46 @@ const commands: Record<string, Command> = {
     },
   },
 };
+
+async function listBackupsOf(d: ResolvedDeployment) {
+  const { listManifests } = await import('../activities/postgres.js');
+  return listManifests(d);
+}
+
+async function verifyBackupOf(d: ResolvedDeployment, id: string) {
+  const { setProfilePath } = await import('../activities/deployment.js');
+  const { verifyBackup } = await import('../activities/postgres.js');
+  const { profilePathFromEnv } = await import('../config/profile.js');
+  setProfilePath(profilePathFromEnv(undefined));
+  return verifyBackup(d.name, id);
+}
+
+/** Finds the rollback a deployment runs (itself, or the child of its upgrade) and signals it. */
+async function signalRollback(values: Record<string, any>, positionals: string[], signal: string, build: (status: UpgradeStatus) => unknown): Promise<number> {
+  return withSession(async (session) => {
+    let handle = handleFor(session, target(values, positionals));
+    let status = await readStatus(handle);
+    if (status.operation === 'upgrade' && !values['workflow-id']) {
+      const child = await runningRollbackChild(session, status.deployment);
+      if (!child) throw new CliError(`${handle.workflowId} runs no rollback now (phase ${status.phase})`, EXIT.invalidState);
+      handle = session.client.workflow.getHandle(child);
+      status = await readStatus(handle);
+    }
+    const desc = await describeOrFail(handle);
+    if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} already finished (${desc.status.name})`, EXIT.invalidState);
+    await handle.signal(signal, build(status));
+    if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, signal }));
+    else out(`Sent ${signal} to ${handle.workflowId}`);
+    return EXIT.ok;
+  });
+}
+
+async function runningRollbackChild(session: Session, deployment: string): Promise<string | undefined> {
+  for await (const wf of session.client.workflow.list({ query: `WorkflowType = "rollback" AND ExecutionStatus = "Running" AND WorkflowId STARTS_WITH "dg-upgrade-${deployment}-rollback"` })) {
+    return wf.workflowId;
+  }
+  return undefined;
+}
 
 async function awaitingDecision(handle: ReturnType<typeof handleFor>, verb: string): Promise<UpgradeStatus> {
   const desc = await describeOrFail(handle);

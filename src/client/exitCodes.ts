@@ -15,17 +15,20 @@ export const EXIT = {
   notFound: 6,
   /** The run is not in a state that accepts this (approve a finished run, stale plan hash). */
   invalidState: 7,
+  /** A rollback was abandoned or a compensation failed: the deployment needs an operator. */
+  needsAttention: 8,
 } as const;
 
 export const EXIT_CODE_HELP = `Exit codes:
   0  success
-  1  the operation failed (the deployment was put back: see the summary)
+  1  the operation failed and the deployment was put back (old version restarted, or rolled back)
   2  bad input (unknown flag or command, invalid profile, unknown deployment, bad or unknown ref); nothing changed
   3  rejected, approval timed out, or cancelled before cutover; nothing changed
   4  another operation is already running on this deployment
   5  Temporal (or the deployment's database) is unreachable
   6  no such workflow run
-  7  the run does not accept this now (already finished, stale plan hash)`;
+  7  the run does not accept this now (already finished, stale plan hash)
+  8  a rollback was abandoned or a compensation failed: the deployment needs an operator`;
 
 export class CliError extends Error {
   constructor(message: string, readonly exitCode: number, readonly hint?: string) {

@@ -63,17 +63,36 @@ export function operatorName(flag?: string): string {
   }
 }
 
-export async function startUpgrade(session: Session, d: ResolvedDeployment, input: UpgradeInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+export function startUpgrade(session: Session, d: ResolvedDeployment, input: UpgradeInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+  return startOperation(
+    session,
+    d,
+    'upgrade',
+    input,
+    `upgrade ${d.name} to ${input.targetRef}`,
+    `Deployment **${d.name}** → \`${input.targetRef}\`, requested by ${input.requestedBy ?? 'unknown'} from the dg-upgrade CLI. Query \`status\` for the plan and progress; approve with the \`approve\` signal.`,
+  );
+}
+
+/** Starts a mutating operation under the deployment's lock ID: refused while another one runs. */
+export async function startOperation(
+  session: Session,
+  d: ResolvedDeployment,
+  workflowType: 'upgrade' | 'rollback',
+  input: unknown,
+  summary: string,
+  details?: string,
+): Promise<WorkflowHandleWithFirstExecutionRunId> {
   const workflowId = lockWorkflowId(d.name);
   try {
-    return await session.client.workflow.start('upgrade', {
+    return await session.client.workflow.start(workflowType, {
       taskQueue: taskQueueForNode(d.profile.node),
       workflowId,
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      staticSummary: `upgrade ${d.name} to ${input.targetRef}`,
-      staticDetails: `Deployment **${d.name}** → \`${input.targetRef}\`, requested by ${input.requestedBy ?? 'unknown'} from the dg-upgrade CLI. Query \`status\` for the plan and progress; approve with the \`approve\` signal.`,
+      staticSummary: summary,
+      staticDetails: details,
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -153,19 +172,23 @@ export function cliErrorOfFailure(err: unknown): CliError {
     if (cause instanceof CancelledFailure) return new CliError('cancelled by an operator', EXIT.rejected);
     if (cause instanceof TerminatedFailure) return new CliError(`terminated: ${cause.message}`, EXIT.failed);
     if (cause instanceof ApplicationFailure) {
+      const needsAttention = cause.type === FAILURE_TYPES.abandoned || (cause.type === FAILURE_TYPES.failed && /COMPENSATION FAILED/.test(cause.message));
       const code =
         cause.type === FAILURE_TYPES.badInput || cause.type === FAILURE_TYPES.wrongWorkflowId
           ? EXIT.badInput
           : cause.type === FAILURE_TYPES.rejected || cause.type === FAILURE_TYPES.aborted
             ? EXIT.rejected
-            : EXIT.failed;
+            : needsAttention
+              ? EXIT.needsAttention
+              : EXIT.failed;
       let message = cause.message;
       let inner: Error | undefined = cause.cause;
       while (inner) {
         message = inner.message || message;
         inner = inner.cause as Error | undefined;
       }
-      return new CliError(cause.type === FAILURE_TYPES.failed ? cause.message : message, code);
+      const ownSummary = [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.abandoned].includes(cause.type as never);
+      return new CliError(ownSummary ? cause.message : message, code);
     }
     return new CliError(err.cause?.message ?? err.message, EXIT.failed);
   }
@@ -176,7 +199,9 @@ export function cliErrorOfFailure(err: unknown): CliError {
 export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> {
   try {
     const result = (await handle.result()) as UpgradeResult;
-    const exitCode = result.outcome === 'succeeded' ? EXIT.ok : result.outcome === 'rejected' || result.outcome === 'aborted' ? EXIT.rejected : EXIT.failed;
+    // Only a rollback workflow returns 'rolled-back' (an upgrade that rolled back fails).
+    const done = result.outcome === 'succeeded' || result.outcome === 'rolled-back';
+    const exitCode = done ? EXIT.ok : result.outcome === 'rejected' || result.outcome === 'aborted' ? EXIT.rejected : EXIT.failed;
     return { exitCode, result };
   } catch (err) {
     const error = cliErrorOfFailure(err);

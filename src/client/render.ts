@@ -50,6 +50,11 @@ export function renderStatus(status: UpgradeStatus): string {
   lines.push(renderSteps(status.steps));
   if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}${status.decision.comment ? ` (${status.decision.comment})` : ''}`);
   if (status.backup) lines.push(`  backup: ${status.backup.id} (${formatBytes(status.backup.sizeBytes)}, sha256 ${status.backup.sha256.slice(0, 16)}…)`);
+  if (status.dataLoss) {
+    lines.push(`  data loss: ${status.dataLoss.eventsAfterBackup} events after the backup (log_seq > ${status.dataLoss.backupMaxLogSeq})${status.dataLoss.acceptedBy ? `, accepted by ${status.dataLoss.acceptedBy}` : ''}`);
+  }
+  if (status.rollback && status.operation === 'upgrade') lines.push(`  rollback: ${status.rollback.workflowId} ${status.rollback.outcome}: ${status.rollback.summary}`);
+  if (status.rollback?.asideDatabase) lines.push(`  upgraded database kept as: ${status.rollback.asideDatabase}`);
   if (status.smoke) lines.push(renderSmoke(status.smoke, '  smoke checks'));
   for (const ignored of status.ignoredSignals) lines.push(`  ignored signal: ${ignored}`);
   return lines.join('\n');

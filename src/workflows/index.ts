@@ -1,4 +1,5 @@
 // The workflows the worker registers, and their signals and queries.
 export { upgrade } from './upgrade.js';
 export { planUpgrade } from './planUpgrade.js';
+export { rollback } from './rollback.js';
 export * from './signals.js';

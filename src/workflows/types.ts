@@ -33,8 +33,10 @@ export const UPGRADE_STEPS = [
   'finalize',
 ] as const;
 export type UpgradeStepName = (typeof UPGRADE_STEPS)[number];
-export const COMPENSATION_STEPS = ['restartOld'] as const;
-export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number];
+export const COMPENSATION_STEPS = ['restartOld', 'rollback'] as const;
+export const ROLLBACK_STEPS = ['stopUpgraded', 'measureDiscard', 'restore', 'verifyRestore', 'prepareOld', 'startOld', 'smokeOld'] as const;
+export type RollbackStepName = (typeof ROLLBACK_STEPS)[number];
+export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName;
 
 export type Phase =
   | 'starting'
@@ -48,10 +50,15 @@ export type Phase =
   | 'smoke-checking'
   | 'finalizing'
   | 'compensating'
+  | 'rolling-back'
+  | 'awaiting-data-loss-approval'
+  | 'rollback-blocked'
   | 'succeeded'
+  | 'rolled-back'
   | 'failed'
   | 'rejected'
-  | 'aborted';
+  | 'aborted'
+  | 'abandoned';
 
 export interface CheckoutInfo {
   sha: string;
@@ -175,9 +182,50 @@ export interface Decision {
   at: string;
 }
 
+export interface RollbackInput {
+  deployment: string;
+  /** Backup to restore; default the newest pre-upgrade backup of the deployment. */
+  backupId?: string;
+  /** Version to go back to; default the one recorded in the backup's manifest. */
+  toRef?: string;
+  reason?: string;
+  /** Set by an upgrade that starts its rollback: where the previous version's build lives. */
+  previousDir?: string;
+  requestedBy?: string;
+}
+
+export interface AcceptDataLossSignal {
+  by: string;
+  /** The number of events the operator accepts to discard, as reported by the status query. */
+  events: number;
+}
+
+export interface OperatorSignal {
+  by: string;
+  comment?: string;
+}
+
+export interface DataLossReport {
+  eventsAfterBackup: number;
+  backupMaxLogSeq: number;
+  liveMaxLogSeq: number;
+  acceptedBy?: string;
+}
+
+export interface RollbackReport {
+  workflowId: string;
+  outcome: 'rolled-back' | 'abandoned' | 'failed';
+  backupId?: string;
+  restoredTo?: { sha: string; tag?: string; dir: string; reused: boolean };
+  asideDatabase?: string;
+  dataLoss?: DataLossReport;
+  smoke?: SmokeReport;
+  summary: string;
+}
+
 export interface UpgradeStatus {
   workflowId: string;
-  operation: 'upgrade';
+  operation: 'upgrade' | 'rollback';
   deployment: string;
   targetRef: string;
   phase: Phase;
@@ -191,9 +239,18 @@ export interface UpgradeStatus {
   smoke?: SmokeReport;
   backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions'>;
   error?: { step: string; message: string };
-  outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted';
+  outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted' | 'rolled-back' | 'abandoned';
   summary: string;
+  /** Rollback: the events a restore discards and who accepted that. */
+  dataLoss?: DataLossReport;
+  /** Upgrade: the ID of the rollback child workflow, once started (signal it with acceptDataLoss/retry/abandon). */
+  rollbackWorkflowId?: string;
+  /** Upgrade: the rollback that compensated it; rollback: what it did. */
+  rollback?: RollbackReport;
 }
+
+/** Every operation answers the same `status` query. */
+export type OperationStatus = UpgradeStatus;
 
 export type UpgradeResult = Pick<UpgradeStatus, 'outcome' | 'summary' | 'phase' | 'steps' | 'decision' | 'backup' | 'smoke'> & {
   deployment: string;
@@ -206,6 +263,8 @@ export const FAILURE_TYPES = {
   badInput: 'DgBadInput',
   rejected: 'DgRejected',
   aborted: 'DgAborted',
+  rolledBack: 'DgRolledBack',
+  abandoned: 'DgAbandoned',
   failed: 'DgUpgradeFailed',
   wrongWorkflowId: 'DgWrongWorkflowId',
 } as const;

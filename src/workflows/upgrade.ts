@@ -1,7 +1,9 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  ParentClosePolicy,
   condition,
+  executeChild,
   isCancellation,
   setHandler,
   upsertSearchAttributes,
@@ -14,6 +16,7 @@ import { failureTypeOf, messageOf } from './failures.js';
 import { lockWorkflowId } from './lock.js';
 import { planHash } from './planHash.js';
 import { describeRef, runPreflight } from './preflight.js';
+import { rollback } from './rollback.js';
 import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { StepTracker } from './stepTracker.js';
 import {
@@ -226,27 +229,51 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     status.error = { step: failedStep?.name ?? 'unknown', message: cancelled ? 'cancelled by an operator' : messageOf(err) };
     steps.abandonRunning(cancelled ? 'cancelled' : undefined);
 
+    // Compensation: never cancelled, and its own failure is reported with the original one.
+    let compensationError: string | undefined;
     await CancellationScope.nonCancellable(async () => {
-      if (oldStopped && !backupTaken) {
-        // Nothing was migrated: put the old version back as it was, no restore needed.
-        setPhase('compensating', `restarting the previous version after: ${status.error!.message.split('\n')[0]}`);
-        await steps.compensate('restartOld', async () => {
-          const old = inspection!.current;
-          if (inspection!.layout === 'in-place') {
-            await long.checkoutRelease(deployment, old.sha);
-            await long.buildRelease(deployment, old.dir);
-          }
-          await quick.switchCurrent(deployment, old.dir);
-          await long.startRuntime(deployment, old.dir);
-          return undefined;
-        });
+      try {
+        if (oldStopped && !backupTaken) {
+          // Nothing was migrated: put the old version back as it was, no restore needed.
+          setPhase('compensating', `restarting the previous version after: ${status.error!.message.split('\n')[0]}`);
+          await steps.compensate('restartOld', async () => {
+            const old = inspection!.current;
+            if (inspection!.layout === 'in-place') {
+              await long.checkoutRelease(deployment, old.sha);
+              await long.buildRelease(deployment, old.dir);
+            }
+            await quick.switchCurrent(deployment, old.dir);
+            await long.startRuntime(deployment, old.dir);
+            return undefined;
+          });
+        } else if (backupTaken) {
+          // The database may be migrated: the guide's restore-based rollback, as a child workflow.
+          status.rollbackWorkflowId = `${expectedId}-rollback-${workflowInfo().runId.slice(0, 8)}`;
+          setPhase('rolling-back', `rolling back after: ${status.error!.message.split('\n')[0]}`, `the rollback workflow ${status.rollbackWorkflowId}`);
+          status.rollback = await steps.compensate('rollback', () =>
+            executeChild(rollback, {
+              workflowId: status.rollbackWorkflowId!,
+              args: [{ deployment, backupId: status.backup!.id, previousDir: inspection!.current.dir, reason: status.error!.message.split('\n')[0], requestedBy: 'upgrade compensation' }],
+              parentClosePolicy: ParentClosePolicy.ABANDON,
+            }),
+          );
+        }
+      } catch (compErr) {
+        compensationError = messageOf(compErr).split('\n')[0];
       }
     });
 
     const fromTo = inspection && target ? `${describe(inspection.current)} -> ${describe(target)}` : `upgrade to ${targetRef}`;
+    const putBack = compensationError
+      ? `COMPENSATION FAILED (${compensationError}): the deployment needs attention, see dg-upgrade status`
+      : status.rollback
+        ? `rolled back: ${status.rollback.summary.replace(/^[^:]+: /, '')}`
+        : oldStopped
+          ? 'the previous version was restarted'
+          : 'the old version still serves, nothing changed';
     if (cancelled) {
-      status.outcome = 'aborted';
-      setPhase('aborted', `${fromTo} cancelled at ${status.error.step}; ${oldStopped && !backupTaken ? 'previous version restarted' : backupTaken ? 'cutover had begun: run a rollback' : 'nothing changed'}`);
+      status.outcome = status.rollback ? 'rolled-back' : 'aborted';
+      setPhase(status.rollback ? 'rolled-back' : 'aborted', `${fromTo} cancelled at ${status.error.step}; ${oldStopped || status.rollback ? putBack : 'nothing changed'}`);
       throw err;
     }
     if (type === FAILURE_TYPES.rejected) {
@@ -254,12 +281,11 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       setPhase('rejected', `${fromTo} not approved (${status.error.message}); nothing changed`);
       return result();
     }
-    status.outcome = 'failed';
-    const where = !oldStopped ? 'the old version still serves, nothing changed' : !backupTaken ? 'the previous version was restarted' : 'the database was migrated or the new version started: a restore-based rollback is needed';
-    setPhase('failed', `${fromTo} failed at ${status.error.step}: ${status.error.message.split('\n')[0]}; ${where}`);
+    status.outcome = status.rollback && !compensationError ? 'rolled-back' : 'failed';
+    setPhase(status.outcome, `${fromTo} failed at ${status.error.step}: ${status.error.message.split('\n')[0]}; ${putBack}`);
     throw ApplicationFailure.create({
       message: status.summary,
-      type: type === FAILURE_TYPES.badInput ? FAILURE_TYPES.badInput : FAILURE_TYPES.failed,
+      type: type === FAILURE_TYPES.badInput ? FAILURE_TYPES.badInput : status.outcome === 'rolled-back' ? FAILURE_TYPES.rolledBack : FAILURE_TYPES.failed,
       nonRetryable: true,
       details: [result()],
     });

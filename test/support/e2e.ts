@@ -122,3 +122,43 @@ export async function getJson(url: string, headers: Record<string, string> = {})
     return { status: res.status, body: text };
   }
 }
+
+/** Waits until the running app's projector has caught up, so database facts are stable. */
+export async function waitCaughtUp(d: SampleDeployment, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await getJson(`http://127.0.0.1:${d.port}/api/v1/projections/health`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+    const projections: any[] = r.body?.data?.projections ?? [];
+    if (r.status === 200 && projections.length && projections.every((p) => Number(p.pending_events) === 0)) return;
+    if (Date.now() > deadline) throw new Error(`projector not caught up: ${JSON.stringify(r.body)}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+export async function listDatabases(prefix: string): Promise<string[]> {
+  const { ADMIN_DATABASE_URL } = await import('./postgres.js');
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY datname`, [`${prefix}%`]);
+    return rows.map((r) => r.datname as string);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Polls `dg-upgrade status --json` until `predicate` holds. */
+export async function waitForStatus(d: E2eDeployment, predicate: (status: any) => boolean, what: string, timeoutMs = 120_000, args: string[] = [d.name]): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const r = await d.cli(['status', ...args, '--json']);
+    last = r.stdout + r.stderr;
+    if (r.exitCode === 0) {
+      const s = JSON.parse(r.stdout);
+      if (predicate(s)) return s;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last}`);
+    await new Promise((res) => setTimeout(res, 150));
+  }
+}

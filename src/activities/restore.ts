@@ -1,0 +1,157 @@
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import type pg from 'pg';
+import type { ResolvedDeployment } from '../config/profile.js';
+import { FAILURE_TYPES, type BackupManifest } from '../workflows/types.js';
+import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
+import { runCommand } from './exec.js';
+import { heartbeat } from './heartbeat.js';
+import { logDirOf } from './layout.js';
+import { eventLogMark, listManifests, migrationVersions, pgToolConnection, readManifest, tableRowCounts, withDatabase } from './postgres.js';
+
+const RESTORE_DONE = 'dg-upgrade: restore complete';
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Same server and credentials, another database: the maintenance db for CREATE/RENAME, or a sibling. */
+function urlFor(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+function liveDatabaseName(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+}
+
+/** PostgreSQL names stop at 63 bytes: keep the live name's start, then what/when/which run. */
+export function sideDatabaseNames(live: string, key: string, stamp: string): { restored: string; aside: string } {
+  const base = live.slice(0, 63 - `_upgraded_${stamp}_${key}`.length);
+  return { restored: `${base}_restore_${key}`.slice(0, 63), aside: `${base}_upgraded_${stamp}_${key}` };
+}
+
+async function databaseExists(admin: pg.Client, name: string): Promise<boolean> {
+  const { rows } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+  return rows.length > 0;
+}
+
+async function databaseComment(admin: pg.Client, name: string): Promise<string | undefined> {
+  const { rows } = await admin.query(`SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1`, [name]);
+  return rows[0]?.c ?? undefined;
+}
+
+async function terminateConnections(admin: pg.Client, name: string): Promise<void> {
+  await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+}
+
+export function findManifest(d: ResolvedDeployment, backupId?: string): BackupManifest {
+  const manifests = listManifests(d);
+  const manifest = backupId ? manifests.find((m) => m.id === backupId) : manifests.filter((m) => m.kind === 'pre-upgrade').at(-1);
+  if (!manifest) {
+    throw ApplicationFailure.create({
+      message: backupId
+        ? `no backup "${backupId}" for deployment ${d.name} in ${d.profile.backups.dir}; list them with: dg-upgrade backups ${d.name}`
+        : `deployment ${d.name} has no pre-upgrade backup in ${d.profile.backups.dir}: nothing to roll back to`,
+      type: FAILURE_TYPES.badInput,
+      nonRetryable: true,
+    });
+  }
+  return manifest;
+}
+
+/** The backup a rollback would restore, by id or the newest pre-upgrade one. */
+export async function selectBackup(deployment: string, backupId?: string): Promise<BackupManifest> {
+  return findManifest(deploymentOf(deployment), backupId);
+}
+
+/** Events a restore would discard: written to the live event log after the backup's high-water mark. */
+export async function eventsAfterBackup(deployment: string, backupId: string): Promise<{ count: number; maxLogSeq: number; backupMaxLogSeq: number }> {
+  const d = deploymentOf(deployment);
+  const manifest = findManifest(d, backupId);
+  return withDatabase(databaseUrl(d), async (client) => {
+    const { rows } = await client.query(
+      `SELECT count(*)::bigint AS n, coalesce(max(log_seq), 0)::bigint AS max FROM dg_event_log WHERE log_seq > $1`,
+      [manifest.eventLog.maxLogSeq],
+    );
+    return { count: Number(rows[0].n), maxLogSeq: Number(rows[0].max), backupMaxLogSeq: manifest.eventLog.maxLogSeq };
+  });
+}
+
+export interface RestoreResult {
+  database: string;
+  asideDatabase: string;
+  backupId: string;
+}
+
+/**
+ * Restores the backup into a fresh database and swaps it in by rename; the upgraded database is
+ * kept under a name that says when and why. Each stage is recognisable afterwards, so a re-run
+ * after a crash continues where the first run stopped and never restores twice over a swap.
+ */
+export async function restoreBackup(req: { deployment: string; backupId: string; key: string; stamp: string }): Promise<RestoreResult> {
+  const d = deploymentOf(req.deployment);
+  const manifest = findManifest(d, req.backupId);
+  const url = databaseUrl(d);
+  const live = liveDatabaseName(url);
+  const { restored, aside } = sideDatabaseNames(live, req.key, req.stamp);
+  const adminUrl = urlFor(url, 'postgres');
+  const marker = `${RESTORE_DONE} ${manifest.id}`;
+  const result = { database: live, asideDatabase: aside, backupId: manifest.id };
+
+  const state = await withDatabase(adminUrl, async (admin) => ({
+    live: await databaseExists(admin, live),
+    aside: await databaseExists(admin, aside),
+    restored: await databaseExists(admin, restored),
+    restoredComplete: (await databaseComment(admin, restored)) === marker,
+  }));
+  if (state.aside && state.live) return result; // swapped by an earlier attempt
+  if (!state.aside && !(state.restored && state.restoredComplete)) {
+    await withDatabase(adminUrl, async (admin) => {
+      if (state.restored) await admin.query(`DROP DATABASE ${quoteIdent(restored)} WITH (FORCE)`); // half-restored
+      await admin.query(`CREATE DATABASE ${quoteIdent(restored)}`);
+    });
+    heartbeat('pg_restore');
+    const { dbArg, env } = pgToolConnection(urlFor(url, restored));
+    await runCommand('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${dbArg}`, manifest.file], {
+      cwd: path.dirname(manifest.file),
+      env,
+      secrets: secretValues(d),
+      logFile: path.join(logDirOf(d), 'restore.log'),
+    });
+    await withDatabase(adminUrl, (admin) => admin.query(`COMMENT ON DATABASE ${quoteIdent(restored)} IS '${marker.replace(/'/g, "''")}'`));
+  }
+  await withDatabase(adminUrl, async (admin) => {
+    if (!state.aside) {
+      await terminateConnections(admin, live);
+      await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
+      await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds any writes made after the backup'`);
+    }
+    await terminateConnections(admin, restored);
+    await admin.query(`ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(live)}`);
+  });
+  return result;
+}
+
+/** The live database against the backup's manifest: same migration versions, same per-table row counts. */
+export async function verifyRestored(deployment: string, backupId: string): Promise<{ ok: boolean; problems: string[] }> {
+  const d = deploymentOf(deployment);
+  const manifest = findManifest(d, backupId);
+  return withDatabase(databaseUrl(d), async (client) => {
+    const problems: string[] = [];
+    const versions = await migrationVersions(client);
+    if (versions.join(',') !== manifest.migrationVersions.join(',')) {
+      problems.push(`migration versions ${versions.join(',')} differ from the backup's ${manifest.migrationVersions.join(',')}`);
+    }
+    const counts = await tableRowCounts(client);
+    for (const table of new Set([...Object.keys(counts), ...Object.keys(manifest.rowCounts)])) {
+      if (counts[table] !== manifest.rowCounts[table]) problems.push(`${table}: ${counts[table] ?? 'missing'} rows, backup had ${manifest.rowCounts[table] ?? 'no such table'}`);
+    }
+    const mark = await eventLogMark(client);
+    if (mark.checksum !== manifest.eventLog.checksum) problems.push('dg_event_log checksum differs from the backup');
+    return { ok: problems.length === 0, problems };
+  });
+}
+
+export { readManifest };

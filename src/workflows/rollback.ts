@@ -1,0 +1,200 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  log,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
+import { long, quick } from './activityProxies.js';
+import { messageOf } from './failures.js';
+import { lockWorkflowId } from './lock.js';
+import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
+import { StepTracker } from './stepTracker.js';
+import {
+  FAILURE_TYPES,
+  ROLLBACK_STEPS,
+  type BackupManifest,
+  type OperationStatus,
+  type OperatorSignal,
+  type Phase,
+  type RollbackInput,
+  type RollbackReport,
+  type RollbackStepName,
+} from './types.js';
+
+/**
+ * The guide's restore-based rollback: stop the upgraded runtime, restore the pre-upgrade backup
+ * into a fresh database swapped in by rename (the upgraded one is kept aside), go back to the
+ * previous code, start it WITHOUT migrating, smoke checks. Runs as the child of a failed
+ * upgrade, or on its own under the deployment's lock ID. It does not give up on a failure: it
+ * reports where it stands and waits for `retry` or `abandon`.
+ */
+export async function rollback(input: RollbackInput): Promise<RollbackReport> {
+  if (!input || typeof input.deployment !== 'string') {
+    throw ApplicationFailure.create({ message: 'input must be {"deployment": "<name>", "backupId"?: "...", "toRef"?: "..."}', type: FAILURE_TYPES.badInput, nonRetryable: true });
+  }
+  const { deployment } = input;
+  const info = workflowInfo();
+  const lockId = lockWorkflowId(deployment);
+  if (info.workflowId !== lockId && info.parent?.workflowId !== lockId) {
+    throw ApplicationFailure.create({
+      message: `rollbacks of deployment "${deployment}" must run under workflow ID "${lockId}" (one operation per deployment at a time); start it again with that ID`,
+      type: FAILURE_TYPES.wrongWorkflowId,
+      nonRetryable: true,
+    });
+  }
+
+  const steps = new StepTracker(ROLLBACK_STEPS);
+  const status: OperationStatus = {
+    workflowId: info.workflowId,
+    operation: 'rollback',
+    deployment,
+    targetRef: input.toRef ?? '(backup)',
+    phase: 'rolling-back',
+    steps: steps.list,
+    ignoredSignals: [],
+    summary: `${deployment}: rollback starting`,
+  };
+  const report: RollbackReport = { workflowId: info.workflowId, outcome: 'failed', summary: '' };
+  const setPhase = (phase: Phase, summary: string, waitingFor?: string) => {
+    status.phase = phase;
+    status.summary = `${deployment}: ${summary}`;
+    status.waitingFor = waitingFor;
+    upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
+    log.info(status.summary);
+  };
+  if (info.workflowId === lockId) {
+    upsertSearchAttributes([
+      { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
+      { key: TARGET_REF_ATTRIBUTE, value: input.toRef ?? 'backup' },
+      { key: OPERATION_ATTRIBUTE, value: 'rollback' },
+    ] as never);
+  }
+
+  let accepted: { by: string; events: number } | undefined;
+  let operatorAction: { kind: 'retry' | 'abandon'; signal: OperatorSignal } | undefined;
+  setHandler(statusQuery, () => ({ ...status, steps: steps.list, rollback: { ...report, summary: status.summary } }));
+  setHandler(acceptDataLossSignal, (s) => {
+    if (!status.dataLoss || status.phase !== 'awaiting-data-loss-approval') return void status.ignoredSignals.push(`acceptDataLoss by ${s?.by}: not waiting for it`);
+    if (s?.events !== status.dataLoss.eventsAfterBackup) {
+      return void status.ignoredSignals.push(`acceptDataLoss by ${s?.by}: accepts ${s?.events} events, but ${status.dataLoss.eventsAfterBackup} would be discarded`);
+    }
+    accepted = { by: s.by, events: s.events };
+  });
+  setHandler(retrySignal, (s) => {
+    if (status.phase !== 'rollback-blocked') return void status.ignoredSignals.push(`retry by ${s?.by}: nothing failed`);
+    operatorAction = { kind: 'retry', signal: s };
+  });
+  setHandler(abandonSignal, (s) => {
+    operatorAction = { kind: 'abandon', signal: s };
+  });
+
+  const abandoned = () =>
+    ApplicationFailure.create({
+      message: `${status.summary}; abandoned by ${operatorAction!.signal.by}${operatorAction!.signal.comment ? ` (${operatorAction!.signal.comment})` : ''}: the deployment needs manual attention`,
+      type: FAILURE_TYPES.abandoned,
+      nonRetryable: true,
+      details: [{ ...report, outcome: 'abandoned' }],
+    });
+
+  /** Runs a step; on failure waits for the operator's retry (runs it again: steps are idempotent) or abandon. */
+  const stepWithRetry = async <T>(name: RollbackStepName, fn: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      if (operatorAction?.kind === 'abandon') throw abandoned();
+      try {
+        return await steps.run(name, fn);
+      } catch (err) {
+        const reason = messageOf(err).split('\n')[0];
+        setPhase('rollback-blocked', `rollback step ${name} failed: ${reason}`, 'signal "retry" (runs the step again) or "abandon"');
+        operatorAction = undefined;
+        await condition(() => operatorAction !== undefined);
+        if (operatorAction!.kind === 'abandon') throw abandoned();
+        setPhase('rolling-back', `retrying ${name} (asked by ${operatorAction!.signal.by})`);
+      }
+    }
+  };
+
+  // A rollback is itself the compensation: cancelling it would leave the install half-restored.
+  return CancellationScope.nonCancellable(async () => {
+    // Bad input (no such backup, unknown ref) fails at once, before anything is touched.
+    const manifest: BackupManifest = await quick.selectBackup(deployment, input.backupId);
+    report.backupId = manifest.id;
+    const previousSha = input.toRef ? (await quick.resolveTargetRef(deployment, input.toRef)).sha : manifest.gitSha;
+    const previousName = input.toRef ?? manifest.gitTag ?? manifest.gitSha.slice(0, 12);
+    status.targetRef = previousName;
+
+    await stepWithRetry('stopUpgraded', async () => {
+      setPhase('rolling-back', `rolling back to ${previousName} with backup ${manifest.id}: stopping the running runtime`);
+      await long.stopRuntime(deployment);
+      return undefined;
+    });
+
+    await stepWithRetry('measureDiscard', async () => {
+      const loss = await quick.eventsAfterBackup(deployment, manifest.id);
+      status.dataLoss = { eventsAfterBackup: loss.count, backupMaxLogSeq: loss.backupMaxLogSeq, liveMaxLogSeq: loss.maxLogSeq };
+      report.dataLoss = status.dataLoss;
+      if (loss.count > 0) {
+        setPhase(
+          'awaiting-data-loss-approval',
+          `a restore would discard ${loss.count} events written after the backup (log_seq ${loss.backupMaxLogSeq + 1}..${loss.maxLogSeq}); they stay in the database set aside`,
+          `signal "acceptDataLoss" with {"by": "<you>", "events": ${loss.count}}, or "abandon"`,
+        );
+        await condition(() => accepted !== undefined || operatorAction?.kind === 'abandon');
+        if (!accepted) throw abandoned();
+        status.dataLoss.acceptedBy = accepted.by;
+        setPhase('rolling-back', `discarding ${loss.count} events accepted by ${accepted.by}`);
+      }
+      return undefined;
+    });
+
+    await stepWithRetry('restore', async () => {
+      setPhase('rolling-back', `restoring backup ${manifest.id} into a fresh database`);
+      const stamp = info.startTime.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').toLowerCase().slice(0, 13);
+      const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: info.runId.slice(0, 8), stamp });
+      report.asideDatabase = restored.asideDatabase;
+      return undefined;
+    });
+
+    await stepWithRetry('verifyRestore', async () => {
+      const check = await quick.verifyRestored(deployment, manifest.id);
+      if (!check.ok) throw ApplicationFailure.create({ message: `restored database does not match the backup manifest: ${check.problems.join('; ')}`, nonRetryable: true });
+      return undefined;
+    });
+
+    const previous = await stepWithRetry('prepareOld', async () => {
+      setPhase('rolling-back', `preparing ${previousName}`);
+      const prepared = await long.preparePreviousRelease(deployment, previousSha, input.previousDir);
+      await quick.switchCurrent(deployment, prepared.dir);
+      return prepared;
+    });
+    report.restoredTo = { sha: previousSha, tag: manifest.gitTag, dir: previous.dir, reused: previous.reused };
+
+    await stepWithRetry('startOld', async () => {
+      setPhase('rolling-back', `starting ${previousName} (no migration)`);
+      await long.startRuntime(deployment, previous.dir);
+      return undefined;
+    });
+
+    await stepWithRetry('smokeOld', async () => {
+      status.smoke = await long.runSmokeChecks(deployment);
+      report.smoke = status.smoke;
+      if (!status.smoke.passed) {
+        const failed = status.smoke.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.reason}`);
+        throw ApplicationFailure.create({ message: `smoke checks fail after the rollback: ${failed.join('; ')}`, nonRetryable: true });
+      }
+      return undefined;
+    });
+
+    status.outcome = 'rolled-back';
+    report.outcome = 'rolled-back';
+    setPhase(
+      'rolled-back',
+      `rolled back to ${previousName}: backup ${manifest.id} restored (${previous.reused ? 'kept build reused' : 'rebuilt'}), upgraded database kept as ${report.asideDatabase}; smoke checks pass`,
+    );
+    report.summary = status.summary;
+    return report;
+  });
+}
