@@ -39,8 +39,11 @@ export function parseReleaseNotes(markdown: string): ReleaseNoteBlock[] {
       continue;
     }
     if (block && section) {
+      const items = block[section];
+      const isContinuation = /^\s+\S/.test(raw) && !/^\s*[-*]\s+/.test(raw) && items.length > 0;
       const text = raw.replace(/^\s*[-*]\s+/, '').trim();
-      if (text && !/^(none|n\/a)\.?$/i.test(text)) block[section].push(text);
+      if (isContinuation) items[items.length - 1] += ` ${text}`;
+      else if (text && !/^(none|n\/a)\.?$/i.test(text)) items.push(text);
     }
   }
   return blocks;
