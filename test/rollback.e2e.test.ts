@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createE2eDeployment, databaseFacts, getJson, listDatabases, waitCaughtUp, waitForStatus, type E2eDeployment } from './support/e2e.js';
+import { assertRestoredToPreUpgrade, createE2eDeployment, databaseFacts, getJson, listDatabases, waitCaughtUp, waitForStatus, type E2eDeployment } from './support/e2e.js';
 import { databaseUrlFor } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
@@ -12,27 +12,6 @@ before(async () => {
 after(async () => {
   await temporal?.dispose();
 });
-
-type Facts = Awaited<ReturnType<typeof databaseFacts>>;
-
-/**
- * The database after a rollback equals the pre-upgrade one. The single allowed difference: the
- * post-rollback smoke check admits one catch_up replay (the guide's check 4), which the app
- * records as one more row in dg_projection_runs.
- */
-async function assertRestoredToPreUpgrade(d: E2eDeployment, before: Facts): Promise<void> {
-  const now = await databaseFacts(d.databaseUrl);
-  assert.deepEqual(now.versions, before.versions, 'same schema_migrations');
-  assert.deepEqual(now.tables, before.tables, 'no table created by the new migrations survives');
-  const { dg_projection_runs: runsNow, ...restNow } = now.rowCounts;
-  const { dg_projection_runs: runsBefore, ...restBefore } = before.rowCounts;
-  assert.deepEqual(restNow, restBefore, 'same per-table row counts');
-  assert.equal(runsNow, (runsBefore ?? 0) + 1, 'only the smoke check replay run was added');
-  assert.equal(now.eventLogChecksum, before.eventLogChecksum, 'same dg_event_log rows');
-  const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
-  assert.equal(health.status, 200);
-  assert.equal(health.body.version, '0.1.0', 'the old version serves');
-}
 
 async function upgradeThatRollsBack(d: E2eDeployment, ref: string) {
   const r = await d.cli(['upgrade', '-d', d.name, '--to', ref, '--yes', '--follow', '--json']);

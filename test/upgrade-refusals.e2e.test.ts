@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { createE2eDeployment, databaseFacts, getJson, type E2eDeployment } from './support/e2e.js';
+import { createE2eDeployment, databaseFacts, editProfile, getJson, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // Every case here must end with the old version serving and the database as it was.
@@ -33,14 +33,6 @@ async function assertUnchanged(): Promise<void> {
   assert.equal(now.eventLogChecksum, baseline.eventLogChecksum);
 }
 
-function editProfile(edit: (deployment: any) => void): () => void {
-  const original = readFileSync(d.profilePath, 'utf8');
-  const profile = JSON.parse(original);
-  edit(profile.deployments[d.name]);
-  writeFileSync(d.profilePath, JSON.stringify(profile, null, 2));
-  return () => writeFileSync(d.profilePath, original);
-}
-
 async function waitForPhase(phase: string, timeoutMs = 60_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -68,7 +60,7 @@ describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () =>
   });
 
   test('approval timeout', async () => {
-    const restore = editProfile((p) => (p.approval.timeout = '2s'));
+    const restore = editProfile(d, (p) => (p.approval.timeout = '2s'));
     try {
       const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--follow']);
       assert.equal(r.exitCode, 3, r.stdout + r.stderr);
@@ -80,7 +72,7 @@ describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () =>
   });
 
   test('cancel during the build, before cutover', async () => {
-    const restore = editProfile((p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = '8000'));
+    const restore = editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = '8000'));
     try {
       const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes']);
       assert.equal(started.exitCode, 0, started.stderr);

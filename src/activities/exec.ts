@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { execa } from 'execa';
@@ -13,6 +13,42 @@ export interface CommandOptions {
   /** Values to scrub from the output and from error messages. */
   secrets?: string[];
   timeoutMs?: number;
+  /**
+   * At most one such command runs at a time: its pid is kept in `<pidDir>/<key>.pid`, and a
+   * leftover from a crashed worker (it outlives the worker) is killed with its process group
+   * before this one starts, so a retried step never races its own orphan.
+   */
+  exclusive?: { key: string; pidDir: string };
+}
+
+const COMMAND_MARKER = 'DG_UPGRADE_COMMAND';
+
+async function killLeftover(pidFile: string, key: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  try {
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    if (!environ.split('\0').includes(`${COMMAND_MARKER}=${key}`)) return;
+  } catch {
+    return; // not running any more
+  }
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+  for (let i = 0; i < 50; i++) {
+    try {
+      process.kill(pid, 0);
+      await new Promise((r) => setTimeout(r, 100));
+    } catch {
+      return;
+    }
+  }
 }
 
 export class CommandFailed extends Error {
@@ -33,9 +69,16 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
     mkdirSync(path.dirname(opts.logFile), { recursive: true });
     appendFileSync(opts.logFile, `\n$ (cd ${opts.cwd} && ${label})  # ${new Date().toISOString()}\n`);
   }
+  let pidFile: string | undefined;
+  if (opts.exclusive) {
+    mkdirSync(opts.exclusive.pidDir, { recursive: true });
+    pidFile = path.join(opts.exclusive.pidDir, `${opts.exclusive.key}.pid`);
+    await killLeftover(pidFile, opts.exclusive.key);
+  }
   const child = execa(file, args, {
     cwd: opts.cwd,
-    env: opts.env,
+    env: opts.exclusive ? { ...opts.env, [COMMAND_MARKER]: opts.exclusive.key } : opts.env,
+    detached: opts.exclusive !== undefined,
     extendEnv: true,
     all: true,
     reject: false,
@@ -43,6 +86,7 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
     stdin: 'ignore',
     cancelSignal: cancellationSignal(),
   });
+  if (pidFile && child.pid) writeFileSync(pidFile, `${child.pid}\n`);
   let lastLine = '';
   child.all?.on('data', (chunk: Buffer) => {
     const text = redactSecrets(chunk.toString(), secrets);
@@ -50,7 +94,7 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
     const lines = text.split('\n').filter((l) => l.trim());
     if (lines.length) lastLine = lines[lines.length - 1]!.slice(0, 200);
   });
-  const ticker = setInterval(() => heartbeat({ command: label, lastLine }), 2000);
+  const ticker = setInterval(() => heartbeat({ command: label, lastLine }), 1000);
   try {
     const result = await child;
     const output = redactSecrets(result.all ?? '', secrets);
@@ -63,5 +107,6 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
     return output;
   } finally {
     clearInterval(ticker);
+    if (pidFile) rmSync(pidFile, { force: true });
   }
 }

@@ -20,3 +20,18 @@ export function cancellationSignal(): AbortSignal | undefined {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Heartbeats every second while `fn` runs, for activity bodies that wait on I/O without a loop
+ * of their own (a checksum of a big dump, row counts, HTTP checks). A dead worker stops
+ * heartbeating, so Temporal notices it within the heartbeat timeout either way.
+ */
+export async function keepAlive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  heartbeat(what);
+  const ticker = setInterval(() => heartbeat(what), 1000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(ticker);
+  }
+}

@@ -26,6 +26,11 @@ export function beamDirOf(d: ResolvedDeployment, dir: string): string {
   return path.join(dir, d.profile.beamDir);
 }
 
+/** Pidfiles of the long commands of a deployment (see runCommand's `exclusive`). */
+export function commandPidDirOf(d: ResolvedDeployment): string {
+  return path.join(d.stateDir, 'commands', d.name);
+}
+
 export function logDirOf(d: ResolvedDeployment): string {
   return path.join(d.stateDir, 'logs', d.name);
 }

@@ -9,7 +9,9 @@ import type { ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest, type EventLogMark } from '../workflows/types.js';
 import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
-import { logDirOf } from './layout.js';
+import { failpoint } from './failpoints.js';
+import { keepAlive } from './heartbeat.js';
+import { commandPidDirOf, logDirOf } from './layout.js';
 
 export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
@@ -145,7 +147,11 @@ export interface BackupRequest {
  * `pg_restore --list`. Idempotent: a complete backup with this id is verified and reused; a
  * half-written one (no manifest) is removed and taken again.
  */
-export async function backupDatabase(req: BackupRequest): Promise<BackupManifest> {
+export function backupDatabase(req: BackupRequest): Promise<BackupManifest> {
+  return keepAlive('backup', () => takeBackup(req));
+}
+
+async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
   const d = deploymentOf(req.deployment);
   const dir = d.profile.backups.dir;
   mkdirSync(dir, { recursive: true });
@@ -165,7 +171,9 @@ export async function backupDatabase(req: BackupRequest): Promise<BackupManifest
     env,
     secrets: secretValues(d),
     logFile: path.join(logDirOf(d), 'backup.log'),
+    exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
   });
+  await failpoint('backup.afterDump');
   renameSync(partial, file);
   heartbeat('manifest');
   // Taken with the app stopped, so the counts describe exactly what the dump holds.
@@ -198,6 +206,7 @@ export async function backupDatabase(req: BackupRequest): Promise<BackupManifest
   };
   writeFileSync(`${manifestFile}.tmp`, JSON.stringify(manifest, null, 2));
   renameSync(`${manifestFile}.tmp`, manifestFile);
+  await failpoint('backup.afterManifest');
   return manifest;
 }
 

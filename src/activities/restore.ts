@@ -5,8 +5,9 @@ import type { ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest } from '../workflows/types.js';
 import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
-import { heartbeat } from './heartbeat.js';
-import { logDirOf } from './layout.js';
+import { failpoint } from './failpoints.js';
+import { heartbeat, keepAlive } from './heartbeat.js';
+import { commandPidDirOf, logDirOf } from './layout.js';
 import { eventLogMark, listManifests, migrationVersions, pgToolConnection, readManifest, tableRowCounts, withDatabase } from './postgres.js';
 
 const RESTORE_DONE = 'dg-upgrade: restore complete';
@@ -90,7 +91,19 @@ export interface RestoreResult {
  * kept under a name that says when and why. Each stage is recognisable afterwards, so a re-run
  * after a crash continues where the first run stopped and never restores twice over a swap.
  */
-export async function restoreBackup(req: { deployment: string; backupId: string; key: string; stamp: string }): Promise<RestoreResult> {
+export function restoreBackup(req: RestoreRequest): Promise<RestoreResult> {
+  return keepAlive('restore', () => restoreAndSwap(req));
+}
+
+export interface RestoreRequest {
+  deployment: string;
+  backupId: string;
+  /** Stable per rollback run: names the restored and the set-aside databases. */
+  key: string;
+  stamp: string;
+}
+
+async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
   const d = deploymentOf(req.deployment);
   const manifest = findManifest(d, req.backupId);
   const url = databaseUrl(d);
@@ -119,14 +132,17 @@ export async function restoreBackup(req: { deployment: string; backupId: string;
       env,
       secrets: secretValues(d),
       logFile: path.join(logDirOf(d), 'restore.log'),
+      exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
     });
     await withDatabase(adminUrl, (admin) => admin.query(`COMMENT ON DATABASE ${quoteIdent(restored)} IS '${marker.replace(/'/g, "''")}'`));
   }
+  await failpoint('restore.beforeSwap');
   await withDatabase(adminUrl, async (admin) => {
     if (!state.aside) {
       await terminateConnections(admin, live);
       await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
       await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds any writes made after the backup'`);
+      await failpoint('restore.betweenRenames');
     }
     await terminateConnections(admin, restored);
     await admin.query(`ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(live)}`);

@@ -6,6 +6,7 @@ import { heartbeat, sleep } from './heartbeat.js';
 import { durationMs, runDirOf, type ResolvedDeployment } from '../config/profile.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
+import { failpoint } from './failpoints.js';
 import { beamDirOf } from './layout.js';
 
 /** What the process adapter records about the runtime it started. */
@@ -139,6 +140,7 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
       child.unref();
       const record: RuntimeRecord = { pid, dir, startedAt: new Date().toISOString(), logFile };
       writeFileSync(pidfileOf(d), JSON.stringify(record, null, 2));
+      await failpoint('startRuntime.afterSpawn');
     } else {
       await runCommand(rt.start[0]!, rt.start.slice(1), { cwd: beamDirOf(d, dir), env: { ...runtimeEnv(d), [MARKER]: d.name }, secrets: secretValues(d) });
     }
@@ -186,6 +188,7 @@ export async function stopRuntime(deployment: string): Promise<{ wasRunning: boo
       await waitUntil('waiting for forced stop', 5000, async () => !isOurProcess(d, record!.pid));
     }
   }
+  if (wasRunning) await failpoint('stopRuntime.afterStop');
   if (existsSync(pidfileOf(d))) rmSync(pidfileOf(d), { force: true });
   const portFree = await waitUntil('waiting for the port to close', 5000, async () => !(await healthz(d)));
   if (!portFree) {

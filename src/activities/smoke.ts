@@ -1,4 +1,5 @@
-import { heartbeat, sleep } from './heartbeat.js';
+import { failpoint } from './failpoints.js';
+import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { redactSecrets } from '../config/secrets.js';
 import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../workflows/types.js';
@@ -70,7 +71,11 @@ async function newestTraceId(d: ResolvedDeployment): Promise<string | undefined>
  * upgrade) leaves out replay admission, which writes a replay run: a rejected or failed
  * preflight must leave the database exactly as it was.
  */
-export async function runSmokeChecks(deployment: string, baseline?: SmokeObservations, opts: { readOnly?: boolean } = {}): Promise<SmokeReport> {
+export function runSmokeChecks(deployment: string, baseline?: SmokeObservations, opts: { readOnly?: boolean } = {}): Promise<SmokeReport> {
+  return keepAlive('smoke checks', () => smokeChecks(deployment, baseline, opts));
+}
+
+async function smokeChecks(deployment: string, baseline: SmokeObservations | undefined, opts: { readOnly?: boolean }): Promise<SmokeReport> {
   const d = deploymentOf(deployment);
   const call = client(d);
   const reader = secret(d.profile.smoke.readerToken);
@@ -102,6 +107,7 @@ export async function runSmokeChecks(deployment: string, baseline?: SmokeObserva
     }),
   );
 
+  if (!opts.readOnly) await failpoint('smoke.afterHealthz');
   await check('projections', (deadline) =>
     poll(deadline, 'projections', async () => {
       const r = await call('GET', '/api/v1/projections/health', reader);

@@ -4,7 +4,8 @@ import { heartbeat } from './heartbeat.js';
 import { FAILURE_TYPES } from '../workflows/types.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { CommandFailed, runCommand } from './exec.js';
-import { beamDirOf, logDirOf } from './layout.js';
+import { failpoint } from './failpoints.js';
+import { beamDirOf, commandPidDirOf, logDirOf } from './layout.js';
 
 async function mix(deployment: string, dir: string, task: string[], logName: string): Promise<void> {
   const d = deploymentOf(deployment);
@@ -14,6 +15,7 @@ async function mix(deployment: string, dir: string, task: string[], logName: str
       env: runtimeEnv(d),
       secrets: secretValues(d),
       logFile: path.join(logDirOf(d), logName),
+      exclusive: { key: `${d.name}-mix`, pidDir: commandPidDirOf(d) },
     });
   } catch (err) {
     if (err instanceof CommandFailed) {
@@ -36,10 +38,12 @@ export async function buildRelease(deployment: string, dir: string): Promise<voi
   heartbeat('mix deps.get');
   await mix(deployment, dir, ['deps.get'], 'build.log');
   heartbeat('mix compile');
+  await failpoint('build.compile');
   await mix(deployment, dir, ['compile'], 'build.log');
 }
 
 /** `mix ecto.migrate`; Ecto skips versions already applied, so a second run is harmless. */
 export async function migrateDatabase(deployment: string, dir: string): Promise<void> {
+  await failpoint('migrate.start');
   await mix(deployment, dir, ['ecto.migrate'], 'migrate.log');
 }

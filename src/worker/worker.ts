@@ -37,6 +37,9 @@ export async function createWorker(config: WorkerConfig): Promise<{ worker: Work
     ...workflowSource(),
     // Activities stop (and heartbeat their cancellation) within this grace time on SIGTERM.
     shutdownGraceTime: '10 seconds',
+    // After a worker dies, its sticky queue holds the run's next workflow task until this
+    // expires; keep it short so that a replacement worker takes over in seconds.
+    stickyQueueScheduleToStartTimeout: '2 seconds',
   });
   return { worker, taskQueue, connection };
 }

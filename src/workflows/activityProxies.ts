@@ -14,13 +14,13 @@ export const quick = proxyActivities<typeof activities>({
 });
 
 /**
- * Long steps (build, backup, migrate, start, stop, smoke). They heartbeat every 2 s, so a short
+ * Long steps (build, backup, migrate, start, stop, smoke). They heartbeat every second, so a short
  * heartbeat timeout lets a dead worker be noticed in seconds and the step retried on a new one;
  * every one of them is safe to run again after a partial run.
  */
 export const long = proxyActivities<typeof activities>({
   startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '10 seconds',
+  heartbeatTimeout: '5 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { maximumAttempts: 5, initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes },
 });

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +31,7 @@ export interface E2eDeployment extends SampleDeployment {
   temporal: TestTemporal;
   temporalEnv: Record<string, string>;
   worker?: WorkerProcess;
-  startWorker(): Promise<WorkerProcess>;
+  startWorker(extraEnv?: Record<string, string>): Promise<WorkerProcess>;
   cli(args: string[], opts?: { env?: Record<string, string> }): Promise<CliResult>;
   /** Stops everything this deployment started and removes its database and files. */
   dispose(): Promise<void>;
@@ -48,10 +49,10 @@ export async function createE2eDeployment(temporal: TestTemporal, label: string,
     db,
     temporal,
     temporalEnv,
-    async startWorker() {
+    async startWorker(extraEnv = {}) {
       const logFile = path.join(dir, `worker-${workers.length + 1}.log`);
       const log = createWriteStream(logFile);
-      const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...baseEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...baseEnv, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout!.pipe(log);
       await new Promise<void>((resolve, reject) => {
         let seen = '';
@@ -161,4 +162,65 @@ export async function waitForStatus(d: E2eDeployment, predicate: (status: any) =
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last}`);
     await new Promise((res) => setTimeout(res, 150));
   }
+}
+
+export function editProfile(d: SampleDeployment, edit: (deployment: any) => void): () => void {
+  const original = readFileSync(d.profilePath, 'utf8');
+  const profile = JSON.parse(original);
+  edit(profile.deployments[d.name]);
+  writeFileSync(d.profilePath, JSON.stringify(profile, null, 2));
+  return () => writeFileSync(d.profilePath, original);
+}
+
+type Facts = Awaited<ReturnType<typeof databaseFacts>>;
+
+/**
+ * The database after a rollback equals the pre-upgrade one. The single allowed difference: the
+ * post-rollback smoke check admits one catch_up replay (the guide's check 4), which the app
+ * records as one more row in dg_projection_runs.
+ */
+export async function assertRestoredToPreUpgrade(d: SampleDeployment, before: Facts): Promise<void> {
+  const now = await databaseFacts(d.databaseUrl);
+  assert.deepEqual(now.versions, before.versions, 'same schema_migrations');
+  assert.deepEqual(now.tables, before.tables, 'no table created by the new migrations survives');
+  const { dg_projection_runs: runsNow, ...restNow } = now.rowCounts;
+  const { dg_projection_runs: runsBefore, ...restBefore } = before.rowCounts;
+  assert.deepEqual(restNow, restBefore, 'same per-table row counts');
+  assert.equal(runsNow, (runsBefore ?? 0) + 1, 'only the smoke check replay run was added');
+  assert.equal(now.eventLogChecksum, before.eventLogChecksum, 'same dg_event_log rows');
+  const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
+  assert.equal(health.status, 200);
+  assert.equal(health.body.version, '0.1.0', 'the old version serves');
+}
+
+/** Pids of processes whose environment holds `NAME=value`. */
+export function processesWithEnv(name: string, value: string): number[] {
+  const pids: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/\) Z /.test(stat)) continue;
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`${name}=${value}`)) pids.push(Number(pid));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+/** How many sockets listen on a TCP port (from /proc/net/tcp). */
+export function listenersOnPort(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    try {
+      for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+        const cols = line.trim().split(/\s+/);
+        if (cols[1]?.endsWith(`:${hex}`) && cols[3] === '0A') n++;
+      }
+    } catch {
+      /* no ipv6 */
+    }
+  }
+  return n;
 }

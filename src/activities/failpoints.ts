@@ -1,0 +1,26 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Test-only crash points. With DG_UPGRADE_FAILPOINTS="backup.afterDump,startRuntime.afterSpawn#2"
+ * the worker writes a marker file named after the point into DG_UPGRADE_FAILPOINT_DIR when it
+ * reaches the point (the n-th time, with #n) and then hangs there, so that a test can SIGKILL
+ * it at exactly that place. A ":mark" suffix only writes the marker and goes on. Unset in
+ * production: then this is a no-op.
+ */
+const hits = new Map<string, number>();
+
+export async function failpoint(name: string): Promise<void> {
+  const spec = process.env.DG_UPGRADE_FAILPOINTS;
+  if (!spec) return;
+  for (const raw of spec.split(',')) {
+    const m = /^([\w.]+)(?:#(\d+))?(:mark)?$/.exec(raw.trim());
+    if (!m || m[1] !== name) continue;
+    const count = (hits.get(name) ?? 0) + 1;
+    hits.set(name, count);
+    if (count !== Number(m[2] ?? 1)) return;
+    writeFileSync(path.join(process.env.DG_UPGRADE_FAILPOINT_DIR ?? '/tmp', name), `${process.pid}\n`);
+    if (m[3]) return;
+    await new Promise((resolve) => setTimeout(resolve, 600_000));
+  }
+}

@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  assertRestoredToPreUpgrade,
+  createE2eDeployment,
+  databaseFacts,
+  editProfile,
+  getJson,
+  listenersOnPort,
+  processesWithEnv,
+  waitCaughtUp,
+  type E2eDeployment,
+} from './e2e.js';
+import type { TestTemporal } from './temporal.js';
+import { Client, Connection } from '@temporalio/client';
+
+export interface CrashCase {
+  /** Where the worker dies, in words. */
+  name: string;
+  target: 'v0.2.0' | 'v0.3.0';
+  /** DG_UPGRADE_FAILPOINTS value for the first worker. */
+  failpoint: string;
+  /** For ":mark" failpoints: how long after the marker to kill (the step is mid-way then). */
+  killAfterMs?: number;
+  /** Profile changes that make the step long enough to be killed in the middle. */
+  profile?: (deployment: any) => void;
+}
+
+export interface CrashOutcome {
+  /** From the SIGKILL to the new worker starting the interrupted step again (its next attempt). */
+  resumeMs: number;
+  /** From the SIGKILL to the first step state change seen under the new worker. */
+  recoveryMs: number;
+  finalStatus: any;
+  rollbackStatus?: any;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitForFile(file: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (Date.now() > deadline) throw new Error(`failpoint ${path.basename(file)} not reached in ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+async function statusOf(d: E2eDeployment): Promise<any> {
+  const r = await d.cli(['status', d.name, '--json']);
+  return r.exitCode === 0 ? JSON.parse(r.stdout) : undefined;
+}
+
+/** Activities pending in the deployment's upgrade and its rollback child, with their attempt and last start. */
+async function pendingActivityAttempts(temporal: TestTemporal, deployment: string): Promise<Array<{ id: string; attempt: number; startedAt: number }>> {
+  const connection = await Connection.connect({ address: temporal.address });
+  try {
+    const client = new Client({ connection });
+    const out: Array<{ id: string; attempt: number; startedAt: number }> = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH "dg-upgrade-${deployment}" AND ExecutionStatus = "Running"` })) {
+      const desc = await client.workflow.getHandle(wf.workflowId, wf.runId).describe();
+      for (const a of desc.raw.pendingActivities ?? []) {
+        const started = a.lastStartedTime ? Number(a.lastStartedTime.seconds ?? 0) * 1000 + Math.floor((a.lastStartedTime.nanos ?? 0) / 1e6) : 0;
+        out.push({ id: `${wf.workflowId}/${a.activityId}`, attempt: a.attempt ?? 0, startedAt: started });
+      }
+    }
+    return out;
+  } finally {
+    await connection.close();
+  }
+}
+
+const fingerprint = (s: any) => JSON.stringify(s?.steps?.map((st: any) => [st.name, st.state]) ?? []);
+
+/**
+ * Runs an upgrade, SIGKILLs its worker at `failpoint`, starts a new worker, and checks the run
+ * reaches the right end state: upgraded for a good target, rolled back for a bad one, with one
+ * backup, no orphan app or command processes and one runtime on the port.
+ */
+export async function runCrashCase(temporal: TestTemporal, label: string, c: CrashCase): Promise<CrashOutcome> {
+  const d = await createE2eDeployment(temporal, label);
+  try {
+    await d.bootstrap();
+    await waitCaughtUp(d);
+    const before = await databaseFacts(d.databaseUrl);
+    if (c.profile) editProfile(d, c.profile);
+    const failDir = mkdtempSync(path.join(os.tmpdir(), 'dgu-failpoints-'));
+    const first = await d.startWorker({ DG_UPGRADE_FAILPOINTS: c.failpoint, DG_UPGRADE_FAILPOINT_DIR: failDir });
+    const started = await d.cli(['upgrade', '-d', d.name, '--to', c.target, '--yes']);
+    assert.equal(started.exitCode, 0, started.stderr);
+
+    await waitForFile(path.join(failDir, c.failpoint.replace(/[#:].*$/, '')), 120_000);
+    if (c.killAfterMs) await sleep(c.killAfterMs);
+    const snapshot = fingerprint(await statusOf(d));
+    const interrupted = await pendingActivityAttempts(temporal, d.name);
+    await first.kill('SIGKILL');
+    const killedAt = Date.now();
+    await d.startWorker();
+    let recoveryMs = -1;
+    let resumeMs = -1;
+    // The resume watcher reads the server's start time of the interrupted step's next attempt.
+    const watchResume = (async () => {
+      while (resumeMs < 0 && recoveryMs < 0) {
+        const attempts = await pendingActivityAttempts(temporal, d.name);
+        const resumed = attempts.find((a) => a.startedAt > killedAt && a.attempt > (interrupted.find((i) => i.id === a.id)?.attempt ?? 0));
+        if (resumed) resumeMs = resumed.startedAt - killedAt;
+        else await sleep(100);
+      }
+    })();
+    while (recoveryMs < 0) {
+      const s = await statusOf(d);
+      if (fingerprint(s) !== snapshot) recoveryMs = Date.now() - killedAt;
+      else if (Date.now() - killedAt > 120_000) throw new Error(`no progress within 120 s after the crash at ${c.failpoint}`);
+      else await sleep(100);
+    }
+    await watchResume;
+    if (resumeMs < 0) resumeMs = recoveryMs;
+
+    const followed = await d.cli(['status', d.name, '--follow', '--json']);
+    const final = JSON.parse(followed.stdout);
+    const status = final.status;
+    let rollbackStatus: any;
+    if (c.target === 'v0.2.0') {
+      assert.equal(followed.exitCode, 0, `upgrade succeeds after the crash: ${followed.stdout} ${followed.stderr}`);
+      assert.equal(status.outcome, 'succeeded');
+      assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0');
+      const after = await databaseFacts(d.databaseUrl);
+      assert.equal(after.versions.length, before.versions.length + 1, 'the migration applied once');
+    } else {
+      assert.equal(followed.exitCode, 1, `the upgrade ends rolled back: ${followed.stdout} ${followed.stderr}`);
+      assert.equal(status.outcome, 'rolled-back', status.summary);
+      await assertRestoredToPreUpgrade(d, before);
+      const rb = await d.cli(['status', '--workflow-id', status.rollbackWorkflowId, '--json']);
+      rollbackStatus = JSON.parse(rb.stdout);
+    }
+
+    const backups = readdirSync(d.profile.deployments[d.name]!.backups.dir);
+    assert.deepEqual(backups.filter((f) => f.endsWith('.dump')).length, 1, `one backup, not a duplicate: ${backups.join(', ')}`);
+    assert.deepEqual(backups.filter((f) => f.endsWith('.manifest.json')).length, 1);
+    assert.deepEqual(backups.filter((f) => f.endsWith('.partial') || f.endsWith('.tmp')), [], 'no half-written files left');
+    assert.equal(processesWithEnv('DG_UPGRADE_RUNTIME', d.name).length, 1, 'exactly one app process: no orphan runtime');
+    assert.equal(listenersOnPort(d.port), 1, 'one runtime on the port');
+    return { resumeMs, recoveryMs, finalStatus: status, rollbackStatus };
+  } finally {
+    await d.dispose();
+  }
+}
+
+export const UPGRADE_CRASHES: CrashCase[] = [
+  { name: 'during build', target: 'v0.2.0', failpoint: 'build.compile:mark', killAfterMs: 1000, profile: (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = '4000') },
+  { name: 'right after stop', target: 'v0.2.0', failpoint: 'stopRuntime.afterStop' },
+  { name: 'during backup', target: 'v0.2.0', failpoint: 'backup.afterDump' },
+  { name: 'right after backup', target: 'v0.2.0', failpoint: 'backup.afterManifest' },
+  { name: 'during migrate', target: 'v0.2.0', failpoint: 'migrate.start:mark', killAfterMs: 1500, profile: (p) => (p.toolchain.env.DG_FIXTURE_MIGRATE_MS = '4000') },
+  { name: 'during start', target: 'v0.2.0', failpoint: 'startRuntime.afterSpawn' },
+  { name: 'during smoke', target: 'v0.2.0', failpoint: 'smoke.afterHealthz' },
+];
+
+export const ROLLBACK_CRASHES: CrashCase[] = [
+  { name: 'during restore, before the swap', target: 'v0.3.0', failpoint: 'restore.beforeSwap' },
+  { name: 'during the swap, between the renames', target: 'v0.3.0', failpoint: 'restore.betweenRenames' },
+  { name: "during the old runtime's start", target: 'v0.3.0', failpoint: 'startRuntime.afterSpawn#2' },
+  { name: "during the rollback's smoke checks", target: 'v0.3.0', failpoint: 'smoke.afterHealthz#2' },
+];
