@@ -8,3 +8,4 @@ export { startRuntime, stopRuntime, probeRuntime } from './runtime.js';
 export { runSmokeChecks } from './smoke.js';
 export { selectBackup, eventsAfterBackup, restoreBackup, verifyRestored } from './restore.js';
 export { preparePreviousRelease } from './previousRelease.js';
+export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';

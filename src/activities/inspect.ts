@@ -27,5 +27,6 @@ export async function inspectDeployment(deployment: string): Promise<DeploymentI
     estimatedBackupBytes: db.sizeBytes,
     approval: { policy: d.profile.approval.policy, timeoutMs: durationMs(d.profile.approval.timeout) },
     smokeTimeoutMs: durationMs(d.profile.smoke.timeout),
+    onProjectionOnlyFailure: d.profile.recovery.onProjectionOnlyFailure,
   };
 }

@@ -5,53 +5,26 @@ import { redactSecrets } from '../config/secrets.js';
 import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../workflows/types.js';
 import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
 import { withDatabase } from './postgres.js';
-import { baseUrlOf } from './runtime.js';
-
-interface Http {
-  status: number;
-  body: any;
-  text: string;
-}
+import { appApi, errorOf, openFailures } from './appApi.js';
 
 class CheckFailed extends Error {}
-
-function client(d: ResolvedDeployment) {
-  const base = baseUrlOf(d);
-  const tenant = d.profile.smoke.tenant;
-  return async (method: string, route: string, token?: string, body?: unknown): Promise<Http> => {
-    const headers: Record<string, string> = { 'x-tenant-id': tenant };
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body) headers['content-type'] = 'application/json';
-    const res = await fetch(`${base}${route}`, { method, headers, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(10_000) });
-    const text = await res.text();
-    let parsed: unknown;
-    try { parsed = JSON.parse(text); } catch { parsed = undefined; }
-    return { status: res.status, body: parsed, text };
-  };
-}
-
-function errorOf(r: Http): string {
-  return r.body?.error?.code ? `${r.status} ${r.body.error.code}` : `${r.status}`;
-}
+/** A failure whose cause is projection data (open failures, stale or wrong summaries). */
+class ProjectionSymptom extends Error {}
 
 /** Polls `attempt` until it returns a value or the deadline passes; the last failure is the reason. */
-async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed>): Promise<T> {
+async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>): Promise<T> {
   for (;;) {
-    let result: T | CheckFailed;
+    let result: T | CheckFailed | ProjectionSymptom;
     try {
       result = await attempt();
     } catch (err) {
       result = new CheckFailed((err as Error).message);
     }
-    if (!(result instanceof CheckFailed)) return result;
+    if (!(result instanceof CheckFailed) && !(result instanceof ProjectionSymptom)) return result;
     if (Date.now() > deadline) throw result;
     heartbeat(`smoke: ${what}: ${result.message}`);
     await sleep(300);
   }
-}
-
-function openFailures(p: any): number {
-  return Array.isArray(p.open_failures) ? p.open_failures.length : Number(p.open_failures ?? 0);
 }
 
 async function newestTraceId(d: ResolvedDeployment): Promise<string | undefined> {
@@ -77,7 +50,7 @@ export function runSmokeChecks(deployment: string, baseline?: SmokeObservations,
 
 async function smokeChecks(deployment: string, baseline: SmokeObservations | undefined, opts: { readOnly?: boolean }): Promise<SmokeReport> {
   const d = deploymentOf(deployment);
-  const call = client(d);
+  const call = appApi(d);
   const reader = secret(d.profile.smoke.readerToken);
   const admin = secret(d.profile.smoke.adminToken);
   const timeoutMs = durationMs(d.profile.smoke.timeout);
@@ -93,7 +66,8 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
       checks.push({ name, passed: true, latencyMs: Date.now() - started, reason });
     } catch (err) {
       const reason = redactSecrets((err as Error).message, secretValues(d));
-      checks.push({ name, passed: false, latencyMs: Date.now() - started, reason });
+      const projectionSymptom = name === 'projections' || err instanceof ProjectionSymptom;
+      checks.push({ name, passed: false, latencyMs: Date.now() - started, reason, projectionSymptom });
     }
   };
 
@@ -155,7 +129,7 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
     if (traceId) {
       const trace = await poll(deadline, `trace ${traceId}`, async () => {
         const r = await call('GET', `/api/v1/traces/${encodeURIComponent(traceId)}`, reader);
-        if (r.status === 409) return new CheckFailed('trace projection out of date (409)');
+        if (r.status === 409) return new ProjectionSymptom('trace projection out of date (409)');
         if (r.status !== 200) throw new Error(`GET /api/v1/traces/${traceId} answered ${errorOf(r)}`);
         return r.body?.data;
       });
@@ -163,7 +137,7 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
       observations.traceId = traceId;
       observations.traceEventCount = count;
       if (baseline?.traceId === traceId && baseline.traceEventCount !== undefined && count < baseline.traceEventCount) {
-        throw new Error(`trace ${traceId} shows ${count} events, the old version showed ${baseline.traceEventCount}`);
+        throw new ProjectionSymptom(`trace ${traceId} shows ${count} events, the old version showed ${baseline.traceEventCount}`);
       }
       notes.push(`trace ${traceId}: ${count} events`);
     } else {

@@ -220,6 +220,29 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  'rebuild-projections': {
+    summary: 'the narrow path: previous code, rebuild projections from the event log; only when no migration is suspect',
+    usage: 'dg-upgrade rebuild-projections --deployment D [--projections a,b] [--to REF] [--migrations-not-suspect] [--follow] [--json]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, projections: { type: 'string' }, to: { type: 'string' }, backup: { type: 'string' }, 'migrations-not-suspect': { type: 'boolean' }, follow: { type: 'boolean', short: 'f' }, by: { type: 'string' } },
+    examples: ['dg-upgrade rebuild-projections --deployment prod --follow', 'dg-upgrade rebuild-projections -d prod --projections trace_summary --to v0.1.0'],
+    async run(values) {
+      const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment'));
+      const projections = values.projections ? String(values.projections).split(',').map((p) => p.trim()).filter(Boolean) : undefined;
+      return withSession(async (session) => {
+        const handle = await startOperation(
+          session,
+          d,
+          'rebuildProjections',
+          { deployment: d.name, projections, toRef: values.to, backupId: values.backup, migrationsNotSuspect: values['migrations-not-suspect'] === true, requestedBy: operatorName(values.by) },
+          `rebuild projections of ${d.name}${projections ? ` (${projections.join(', ')})` : ''}`,
+        );
+        if (!values.json) out(`Started ${handle.workflowId}: projection rebuild\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
+        if (values.follow) return follow(session, handle.workflowId, values.json);
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId }, null, 2));
+        return EXIT.ok;
+      });
+    },
+  },
   'accept-data-loss': {
     summary: 'let a waiting rollback discard the events written after its backup (they stay in the set-aside database)',
     usage: 'dg-upgrade accept-data-loss D|--workflow-id ID --events N [--by NAME]',

@@ -78,7 +78,7 @@ export function startUpgrade(session: Session, d: ResolvedDeployment, input: Upg
 export async function startOperation(
   session: Session,
   d: ResolvedDeployment,
-  workflowType: 'upgrade' | 'rollback',
+  workflowType: 'upgrade' | 'rollback' | 'rebuildProjections',
   input: unknown,
   summary: string,
   details?: string,
@@ -187,7 +187,7 @@ export function cliErrorOfFailure(err: unknown): CliError {
         message = inner.message || message;
         inner = inner.cause as Error | undefined;
       }
-      const ownSummary = [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.abandoned].includes(cause.type as never);
+      const ownSummary = [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned].includes(cause.type as never);
       return new CliError(ownSummary ? cause.message : message, code);
     }
     return new CliError(err.cause?.message ?? err.message, EXIT.failed);

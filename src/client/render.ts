@@ -53,6 +53,8 @@ export function renderStatus(status: UpgradeStatus): string {
   if (status.dataLoss) {
     lines.push(`  data loss: ${status.dataLoss.eventsAfterBackup} events after the backup (log_seq > ${status.dataLoss.backupMaxLogSeq})${status.dataLoss.acceptedBy ? `, accepted by ${status.dataLoss.acceptedBy}` : ''}`);
   }
+  if (status.classification) lines.push(`  failure class: ${status.classification.kind} (${status.classification.reason}); recovery: ${status.classification.path}`);
+  if (status.rebuild) lines.push(`  projection rebuild: ${status.rebuild.workflowId}: ${status.rebuild.summary}`);
   if (status.rollback && status.operation === 'upgrade') lines.push(`  rollback: ${status.rollback.workflowId} ${status.rollback.outcome}: ${status.rollback.summary}`);
   if (status.rollback?.asideDatabase) lines.push(`  upgraded database kept as: ${status.rollback.asideDatabase}`);
   if (status.smoke) lines.push(renderSmoke(status.smoke, '  smoke checks'));

@@ -78,6 +78,16 @@ export const DeploymentProfileSchema = z
       })
       .strict()
       .default({ mix: 'mix', env: {}, secretEnv: {} }),
+    recovery: z
+      .object({
+        /**
+         * After cutover, a failure classified projection-only (only projection data is wrong and
+         * no migration ran) takes the guide's narrow path by default; `restore` always restores.
+         */
+        onProjectionOnlyFailure: z.enum(['rebuild-projections', 'restore']).default('rebuild-projections'),
+      })
+      .strict()
+      .default({ onProjectionOnlyFailure: 'rebuild-projections' }),
     /** Allows `mix dg.release.validate`, which reseeds demo data: only for disposable demo installs. */
     disposableDemo: z.boolean().default(false),
   })

@@ -37,6 +37,8 @@ export interface SampleDeploymentOptions {
   layout?: 'releases' | 'in-place';
   compileMs?: number;
   approvalTimeout?: string;
+  /** Marks the install as a disposable demo (allows `mix dg.release.validate`). */
+  disposableDemo?: boolean;
 }
 
 function secretValue(label: string): string {
@@ -89,7 +91,7 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
           tenant: 'default',
           readerToken: { fromFile: file('reader-token', secrets.readerToken) },
           adminToken: { fromFile: file('admin-token', secrets.adminToken) },
-          timeout: '30s',
+          timeout: '15s',
         },
         approval: { policy: 'required', timeout: opts.approvalTimeout ?? '1h' },
         toolchain: {
@@ -100,13 +102,16 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
             POOL_SIZE: '5',
             DG_FIXTURE_COMPILE_MS: String(opts.compileMs ?? 300),
             DG_FIXTURE_PROJECTOR_INTERVAL_MS: '200',
+            // The app refuses rebuild replays in prod unless enabled; the narrow path needs them.
+            DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true',
           },
           secretEnv: {
             SECRET_KEY_BASE: { fromFile: file('secret-key-base', secrets.secretKeyBase) },
             DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: { fromFile: file('service-accounts.json', JSON.stringify(serviceAccounts)) },
           },
         },
-        disposableDemo: false,
+        recovery: { onProjectionOnlyFailure: 'rebuild-projections' },
+        disposableDemo: opts.disposableDemo ?? false,
       },
     },
   };

@@ -2,4 +2,5 @@
 export { upgrade } from './upgrade.js';
 export { planUpgrade } from './planUpgrade.js';
 export { rollback } from './rollback.js';
+export { rebuildProjections } from './rebuildProjections.js';
 export * from './signals.js';

@@ -36,7 +36,9 @@ export type UpgradeStepName = (typeof UPGRADE_STEPS)[number];
 export const COMPENSATION_STEPS = ['restartOld', 'rollback'] as const;
 export const ROLLBACK_STEPS = ['stopUpgraded', 'measureDiscard', 'restore', 'verifyRestore', 'prepareOld', 'startOld', 'smokeOld'] as const;
 export type RollbackStepName = (typeof ROLLBACK_STEPS)[number];
-export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName;
+export const REBUILD_STEPS = ['decide', 'stopCurrent', 'prepareOld', 'startOld', 'rebuild', 'verifyProjections'] as const;
+export type RebuildStepName = (typeof REBUILD_STEPS)[number];
+export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName | RebuildStepName | 'rebuildProjections';
 
 export type Phase =
   | 'starting'
@@ -55,6 +57,8 @@ export type Phase =
   | 'rollback-blocked'
   | 'succeeded'
   | 'rolled-back'
+  | 'rebuilding-projections'
+  | 'rebuilt'
   | 'failed'
   | 'rejected'
   | 'aborted'
@@ -82,6 +86,8 @@ export interface DeploymentInspection {
   estimatedBackupBytes: number;
   approval: { policy: 'required' | 'auto'; timeoutMs: number };
   smokeTimeoutMs: number;
+  /** What a projection-only failure after cutover does: the narrow path, or the full restore. */
+  onProjectionOnlyFailure: 'rebuild-projections' | 'restore';
 }
 
 export interface EventLogMark {
@@ -127,6 +133,8 @@ export interface SmokeCheckResult {
   passed: boolean;
   latencyMs: number;
   reason: string;
+  /** The failure is explained by derived projection data (health, digests, trace summaries), not by the schema or the code serving requests. */
+  projectionSymptom?: boolean;
 }
 
 export interface SmokeReport {
@@ -194,6 +202,30 @@ export interface RollbackInput {
   requestedBy?: string;
 }
 
+export interface RebuildProjectionsInput {
+  deployment: string;
+  /** Default: all three (context_graph, trace_summary, precedent_index). */
+  projections?: string[];
+  /** Version to go back to; default the one recorded in the newest pre-upgrade backup. */
+  toRef?: string;
+  backupId?: string;
+  /** The operator states that the migrations applied since the backup are not suspect. */
+  migrationsNotSuspect?: boolean;
+  requestedBy?: string;
+  /** Set by an upgrade that starts this: where the previous version's build lives. */
+  previousDir?: string;
+}
+
+export interface RebuildReport {
+  workflowId: string;
+  outcome: 'rebuilt';
+  decision: { path: string; reasons: string[]; appliedMigrations: string[] };
+  revertedTo: { sha: string; tag?: string; dir: string; reused: boolean };
+  jobs: Array<{ projection: string; jobId: string; status: string }>;
+  digests: Record<string, string | null>;
+  summary: string;
+}
+
 export interface AcceptDataLossSignal {
   by: string;
   /** The number of events the operator accepts to discard, as reported by the status query. */
@@ -225,7 +257,7 @@ export interface RollbackReport {
 
 export interface UpgradeStatus {
   workflowId: string;
-  operation: 'upgrade' | 'rollback';
+  operation: 'upgrade' | 'rollback' | 'rebuildProjections';
   deployment: string;
   targetRef: string;
   phase: Phase;
@@ -239,7 +271,11 @@ export interface UpgradeStatus {
   smoke?: SmokeReport;
   backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions'>;
   error?: { step: string; message: string };
-  outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted' | 'rolled-back' | 'abandoned';
+  outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted' | 'rolled-back' | 'abandoned' | 'rebuilt';
+  /** Upgrade: what kind of failure it was and which recovery applies. */
+  classification?: { kind: 'projection-only' | 'schema' | 'unclear'; path: string; reason: string };
+  /** Upgrade: the projection rebuild that compensated it (the narrow path); rebuild: what it did. */
+  rebuild?: RebuildReport;
   summary: string;
   /** Rollback: the events a restore discards and who accepted that. */
   dataLoss?: DataLossReport;
@@ -264,6 +300,7 @@ export const FAILURE_TYPES = {
   rejected: 'DgRejected',
   aborted: 'DgAborted',
   rolledBack: 'DgRolledBack',
+  recoveredByRebuild: 'DgRecoveredByRebuild',
   abandoned: 'DgAbandoned',
   failed: 'DgUpgradeFailed',
   wrongWorkflowId: 'DgWrongWorkflowId',

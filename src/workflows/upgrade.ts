@@ -16,6 +16,8 @@ import { failureTypeOf, messageOf } from './failures.js';
 import { lockWorkflowId } from './lock.js';
 import { planHash } from './planHash.js';
 import { describeRef, runPreflight } from './preflight.js';
+import { classifyFailure } from './classifyFailure.js';
+import { rebuildProjections } from './rebuildProjections.js';
 import { rollback } from './rollback.js';
 import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { StepTracker } from './stepTracker.js';
@@ -247,16 +249,42 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
             return undefined;
           });
         } else if (backupTaken) {
-          // The database may be migrated: the guide's restore-based rollback, as a child workflow.
-          status.rollbackWorkflowId = `${expectedId}-rollback-${workflowInfo().runId.slice(0, 8)}`;
-          setPhase('rolling-back', `rolling back after: ${status.error!.message.split('\n')[0]}`, `the rollback workflow ${status.rollbackWorkflowId}`);
-          status.rollback = await steps.compensate('rollback', () =>
-            executeChild(rollback, {
-              workflowId: status.rollbackWorkflowId!,
-              args: [{ deployment, backupId: status.backup!.id, previousDir: inspection!.current.dir, reason: status.error!.message.split('\n')[0], requestedBy: 'upgrade compensation' }],
-              parentClosePolicy: ParentClosePolicy.ABANDON,
-            }),
-          );
+          status.classification = classifyFailure({
+            failedStep: status.error!.step,
+            backupTaken,
+            pendingMigrations: status.plan?.pendingMigrations.length ?? 1,
+            smoke: status.smoke,
+          });
+          const reason = status.error!.message.split('\n')[0];
+          let narrowPathFailed: string | undefined;
+          if (!cancelled && status.classification.path === 'rebuild-projections' && inspection!.onProjectionOnlyFailure === 'rebuild-projections') {
+            // Projection-only: the guide's narrow path; the full restore stays the fallback.
+            const childId = `${expectedId}-rebuild-${workflowInfo().runId.slice(0, 8)}`;
+            setPhase('rebuilding-projections', `projection-only failure (${status.classification.reason}): reverting the code and rebuilding projections, no restore`, `the projection rebuild workflow ${childId}`);
+            try {
+              status.rebuild = await steps.compensate('rebuildProjections', () =>
+                executeChild(rebuildProjections, {
+                  workflowId: childId,
+                  args: [{ deployment, backupId: status.backup!.id, previousDir: inspection!.current.dir, requestedBy: 'upgrade compensation' }],
+                  parentClosePolicy: ParentClosePolicy.ABANDON,
+                }),
+              );
+            } catch (rebuildErr) {
+              narrowPathFailed = messageOf(rebuildErr).split('\n')[0];
+            }
+          }
+          if (!status.rebuild) {
+            // The database may be migrated: the guide's restore-based rollback, as a child workflow.
+            status.rollbackWorkflowId = `${expectedId}-rollback-${workflowInfo().runId.slice(0, 8)}`;
+            setPhase('rolling-back', `rolling back after: ${narrowPathFailed ? `${reason} (the projection rebuild failed too: ${narrowPathFailed})` : reason}`, `the rollback workflow ${status.rollbackWorkflowId}`);
+            status.rollback = await steps.compensate('rollback', () =>
+              executeChild(rollback, {
+                workflowId: status.rollbackWorkflowId!,
+                args: [{ deployment, backupId: status.backup!.id, previousDir: inspection!.current.dir, reason, requestedBy: 'upgrade compensation' }],
+                parentClosePolicy: ParentClosePolicy.ABANDON,
+              }),
+            );
+          }
         }
       } catch (compErr) {
         compensationError = messageOf(compErr).split('\n')[0];
@@ -266,7 +294,9 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     const fromTo = inspection && target ? `${describe(inspection.current)} -> ${describe(target)}` : `upgrade to ${targetRef}`;
     const putBack = compensationError
       ? `COMPENSATION FAILED (${compensationError}): the deployment needs attention, see dg-upgrade status`
-      : status.rollback
+      : status.rebuild
+        ? `recovered by the narrow path: ${status.rebuild.summary.replace(/^[^:]+: /, '')}`
+        : status.rollback
         ? `rolled back: ${status.rollback.summary.replace(/^[^:]+: /, '')}`
         : oldStopped
           ? 'the previous version was restarted'
@@ -281,11 +311,19 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       setPhase('rejected', `${fromTo} not approved (${status.error.message}); nothing changed`);
       return result();
     }
-    status.outcome = status.rollback && !compensationError ? 'rolled-back' : 'failed';
-    setPhase(status.outcome, `${fromTo} failed at ${status.error.step}: ${status.error.message.split('\n')[0]}; ${putBack}`);
+    status.outcome = (status.rollback || status.rebuild) && !compensationError ? 'rolled-back' : 'failed';
+    const failureClass = status.classification ? ` [failure class: ${status.classification.kind}, recovery: ${status.classification.path}]` : '';
+    setPhase(status.outcome, `${fromTo} failed at ${status.error.step}: ${status.error.message.split('\n')[0]}${failureClass}; ${putBack}`);
     throw ApplicationFailure.create({
       message: status.summary,
-      type: type === FAILURE_TYPES.badInput ? FAILURE_TYPES.badInput : status.outcome === 'rolled-back' ? FAILURE_TYPES.rolledBack : FAILURE_TYPES.failed,
+      type:
+        type === FAILURE_TYPES.badInput
+          ? FAILURE_TYPES.badInput
+          : status.rebuild
+            ? FAILURE_TYPES.recoveredByRebuild
+            : status.outcome === 'rolled-back'
+              ? FAILURE_TYPES.rolledBack
+              : FAILURE_TYPES.failed,
       nonRetryable: true,
       details: [result()],
     });

@@ -1,0 +1,96 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { durationMs } from '../config/profile.js';
+import type { RecoveryFacts } from '../workflows/recoveryRule.js';
+import { appApi, errorOf, openFailures } from './appApi.js';
+import { databaseUrl, deploymentOf, secret } from './deployment.js';
+import { heartbeat, keepAlive, sleep } from './heartbeat.js';
+import { eventLogMark, migrationVersions, withDatabase } from './postgres.js';
+import { findManifest } from './restore.js';
+
+export const PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'] as const;
+
+/** The facts the narrow path's rule needs: the pre-upgrade backup's manifest and the live database. */
+export async function recoveryFacts(deployment: string, backupId?: string): Promise<Omit<RecoveryFacts, 'migrationsNotSuspect'>> {
+  const d = deploymentOf(deployment);
+  const manifest = findManifest(d, backupId);
+  const current = await withDatabase(databaseUrl(d), async (c) => {
+    const mark = await eventLogMark(c);
+    return { migrationVersions: await migrationVersions(c), eventLog: { maxLogSeq: mark.maxLogSeq, rowCount: mark.rowCount } };
+  });
+  return {
+    backup: { id: manifest.id, migrationVersions: manifest.migrationVersions, eventLog: { maxLogSeq: manifest.eventLog.maxLogSeq, rowCount: manifest.eventLog.rowCount } },
+    current,
+  };
+}
+
+/**
+ * Admits a `rebuild` replay of one projection through the admin API (it clears the projection's
+ * tables, resets its cursor and replays the event log) and follows the job to its end.
+ * Re-running after a crash admits another rebuild, which is harmless: a rebuild is idempotent.
+ */
+export function rebuildProjection(deployment: string, projection: string): Promise<{ jobId: string; status: string }> {
+  return keepAlive(`rebuild ${projection}`, async () => {
+    const d = deploymentOf(deployment);
+    const call = appApi(d);
+    const admin = secret(d.profile.smoke.adminToken);
+    const deadline = Date.now() + Math.max(durationMs(d.profile.smoke.timeout), 60_000) * 10;
+    let jobId: string | undefined;
+    while (!jobId) {
+      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'rebuild', projection, reason: 'dg-upgrade rebuild-projections', metadata: { by: 'dg-upgrade' } });
+      if (r.status === 202) jobId = r.body?.data?.run?.job_id;
+      else if (r.status === 409 && Date.now() < deadline) await sleep(500); // another replay runs: wait for it
+      else if (r.status === 403) {
+        throw ApplicationFailure.nonRetryable(`the app refuses rebuild replays (403 ${r.body?.error?.code ?? ''}): enable projection rebuilds in its configuration for this operation`);
+      } else throw ApplicationFailure.nonRetryable(`rebuild admission of ${projection} answered ${errorOf(r)}`);
+    }
+    for (;;) {
+      const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(jobId)}`, admin);
+      const status = r.body?.data?.run?.status ?? r.body?.data?.status;
+      heartbeat({ projection, jobId, status });
+      if (status === 'completed') return { jobId, status };
+      if (status === 'failed' || status === 'cancelled') throw ApplicationFailure.nonRetryable(`rebuild ${jobId} of ${projection} ended ${status}`);
+      if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`rebuild ${jobId} of ${projection} still ${status} at the deadline`);
+      await sleep(300);
+    }
+  });
+}
+
+export interface DigestReading {
+  digests: Record<string, string | null>;
+  fullDigest: string | null;
+}
+
+/** Projection health after a rebuild: pending 0, no open failures, digests present and equal over two reads. */
+export function verifyProjections(deployment: string): Promise<DigestReading> {
+  return keepAlive('verify projections', async () => {
+    const d = deploymentOf(deployment);
+    const call = appApi(d);
+    const reader = secret(d.profile.smoke.readerToken);
+    const deadline = Date.now() + durationMs(d.profile.smoke.timeout);
+    const read = async (): Promise<DigestReading> => {
+      for (;;) {
+        const r = await call('GET', '/api/v1/projections/health', reader);
+        const projections: any[] = r.body?.data?.projections ?? [];
+        const problems: string[] = [];
+        if (r.status !== 200) problems.push(`projections health answered ${errorOf(r)}`);
+        for (const p of projections) {
+          if (Number(p.pending_events) > 0) problems.push(`${p.projection_name}: ${p.pending_events} pending`);
+          if (openFailures(p) > 0) problems.push(`${p.projection_name}: ${openFailures(p)} open failures`);
+          if (!p.digest) problems.push(`${p.projection_name}: no digest`);
+        }
+        if (!problems.length && projections.length) {
+          return { digests: Object.fromEntries(projections.map((p) => [p.projection_name, p.digest])), fullDigest: r.body.data.full_digest ?? null };
+        }
+        if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`projections are not healthy after the rebuild: ${problems.join('; ')}`);
+        await sleep(300);
+      }
+    };
+    const first = await read();
+    await sleep(1000);
+    const second = await read();
+    if (JSON.stringify(first.digests) !== JSON.stringify(second.digests)) {
+      throw ApplicationFailure.nonRetryable('projection digests changed between two reads a second apart: the projections are not stable');
+    }
+    return second;
+  });
+}

@@ -1,0 +1,113 @@
+import { ApplicationFailure, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
+import { long, quick } from './activityProxies.js';
+import { lockWorkflowId } from './lock.js';
+import { decideRecoveryPath } from './recoveryRule.js';
+import { statusQuery } from './signals.js';
+import { StepTracker } from './stepTracker.js';
+import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type Phase, type RebuildProjectionsInput, type RebuildReport } from './types.js';
+
+const ALL_PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'];
+
+/**
+ * The guide's narrow recovery: revert the code, start it, rebuild the affected projections from
+ * the event log, verify health and digests. Refused, with the reason, unless the event log is
+ * trustworthy and no migration is suspect (see decideRecoveryPath); then the answer is the
+ * restore-based rollback.
+ */
+export async function rebuildProjections(input: RebuildProjectionsInput): Promise<RebuildReport> {
+  if (!input || typeof input.deployment !== 'string') {
+    throw ApplicationFailure.create({ message: 'input must be {"deployment": "<name>", "projections"?: [...], "toRef"?: "..."}', type: FAILURE_TYPES.badInput, nonRetryable: true });
+  }
+  const { deployment } = input;
+  const info = workflowInfo();
+  const lockId = lockWorkflowId(deployment);
+  if (info.workflowId !== lockId && info.parent?.workflowId !== lockId) {
+    throw ApplicationFailure.create({
+      message: `projection rebuilds of deployment "${deployment}" must run under workflow ID "${lockId}" (one operation per deployment at a time); start it again with that ID`,
+      type: FAILURE_TYPES.wrongWorkflowId,
+      nonRetryable: true,
+    });
+  }
+  const projections = input.projections?.length ? input.projections : ALL_PROJECTIONS;
+  const unknown = projections.filter((p) => !ALL_PROJECTIONS.includes(p));
+  if (unknown.length) {
+    throw ApplicationFailure.create({ message: `unknown projection ${unknown.join(', ')}; known: ${ALL_PROJECTIONS.join(', ')}`, type: FAILURE_TYPES.badInput, nonRetryable: true });
+  }
+
+  const steps = new StepTracker(REBUILD_STEPS);
+  const status: OperationStatus = {
+    workflowId: info.workflowId,
+    operation: 'rebuildProjections',
+    deployment,
+    targetRef: input.toRef ?? '(previous)',
+    phase: 'rebuilding-projections',
+    steps: steps.list,
+    ignoredSignals: [],
+    summary: `${deployment}: projection rebuild starting`,
+  };
+  const setPhase = (phase: Phase, summary: string) => {
+    status.phase = phase;
+    status.summary = `${deployment}: ${summary}`;
+    upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
+    log.info(status.summary);
+  };
+  if (info.workflowId === lockId) {
+    upsertSearchAttributes([
+      { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
+      { key: TARGET_REF_ATTRIBUTE, value: input.toRef ?? 'previous' },
+      { key: OPERATION_ATTRIBUTE, value: 'rebuildProjections' },
+    ] as never);
+  }
+  setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
+
+  const decided = await steps.run('decide', async () => {
+    const manifest = await quick.selectBackup(deployment, input.backupId);
+    const facts = await quick.recoveryFacts(deployment, manifest.id);
+    const decision = decideRecoveryPath({ ...facts, migrationsNotSuspect: input.migrationsNotSuspect });
+    if (decision.path !== 'rebuild-projections') {
+      throw ApplicationFailure.create({
+        message: `projection rebuild refused: ${decision.reasons.filter((r) => !/trustworthy|no migration/.test(r)).join('; ')}. Use the restore-based rollback: dg-upgrade rollback --deployment ${deployment}`,
+        type: FAILURE_TYPES.badInput,
+        nonRetryable: true,
+      });
+    }
+    const sha = input.toRef ? (await quick.resolveTargetRef(deployment, input.toRef)).sha : manifest.gitSha;
+    return { manifest, decision, sha, name: input.toRef ?? manifest.gitTag ?? manifest.gitSha.slice(0, 12) };
+  });
+  status.targetRef = decided.name;
+
+  setPhase('rebuilding-projections', `reverting to ${decided.name} to rebuild ${projections.join(', ')} (${decided.decision.reasons.join('; ')})`);
+  await steps.run('stopCurrent', () => long.stopRuntime(deployment));
+  const previous = await steps.run('prepareOld', async () => {
+    const prepared = await long.preparePreviousRelease(deployment, decided.sha, input.previousDir);
+    await quick.switchCurrent(deployment, prepared.dir);
+    return prepared;
+  });
+  await steps.run('startOld', () => long.startRuntime(deployment, previous.dir));
+  const jobs = await steps.run('rebuild', async () => {
+    const done: RebuildReport['jobs'] = [];
+    for (const projection of projections) {
+      setPhase('rebuilding-projections', `rebuilding ${projection} on ${decided.name}`);
+      const job = await long.rebuildProjection(deployment, projection);
+      done.push({ projection, ...job });
+    }
+    return done;
+  });
+  const reading = await steps.run('verifyProjections', () => long.verifyProjections(deployment));
+
+  const report: RebuildReport = {
+    workflowId: info.workflowId,
+    outcome: 'rebuilt',
+    decision: decided.decision,
+    revertedTo: { sha: decided.sha, tag: decided.manifest.gitTag, dir: previous.dir, reused: previous.reused },
+    jobs,
+    digests: reading.digests,
+    summary: '',
+  };
+  status.outcome = 'rebuilt';
+  setPhase('rebuilt', `back on ${decided.name} with ${projections.join(', ')} rebuilt from the event log (no restore); digests stable, no open failures`);
+  report.summary = status.summary;
+  status.rebuild = report;
+  return report;
+}
