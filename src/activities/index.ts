@@ -9,3 +9,4 @@ export { runSmokeChecks } from './smoke.js';
 export { selectBackup, eventsAfterBackup, restoreBackup, verifyRestored } from './restore.js';
 export { preparePreviousRelease } from './previousRelease.js';
 export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';
+export { releaseValidate } from './releaseValidate.js';

@@ -243,6 +243,25 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  'release-validate': {
+    summary: 'run `mix dg.release.validate` on a disposable demo install only (it reseeds demo data)',
+    usage: 'dg-upgrade release-validate --deployment D [--follow] [--json]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, follow: { type: 'boolean', short: 'f' } },
+    examples: ['dg-upgrade release-validate --deployment demo --follow'],
+    async run(values) {
+      const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the demo deployment'));
+      if (!d.profile.disposableDemo) {
+        const { RELEASE_VALIDATE_REFUSAL } = await import('../activities/releaseValidate.js');
+        throw new CliError(`refused for deployment ${d.name}: ${RELEASE_VALIDATE_REFUSAL}`, EXIT.badInput, 'only profiles with "disposableDemo": true allow it');
+      }
+      return withSession(async (session) => {
+        const handle = await startOperation(session, d, 'releaseValidate', { deployment: d.name }, `mix dg.release.validate on demo install ${d.name}`);
+        if (values.follow) return follow(session, handle.workflowId, values.json);
+        out(values.json ? JSON.stringify({ workflowId: handle.workflowId }) : `Started ${handle.workflowId}`);
+        return EXIT.ok;
+      });
+    },
+  },
   'accept-data-loss': {
     summary: 'let a waiting rollback discard the events written after its backup (they stay in the set-aside database)',
     usage: 'dg-upgrade accept-data-loss D|--workflow-id ID --events N [--by NAME]',

@@ -78,7 +78,7 @@ export function startUpgrade(session: Session, d: ResolvedDeployment, input: Upg
 export async function startOperation(
   session: Session,
   d: ResolvedDeployment,
-  workflowType: 'upgrade' | 'rollback' | 'rebuildProjections',
+  workflowType: 'upgrade' | 'rollback' | 'rebuildProjections' | 'releaseValidate',
   input: unknown,
   summary: string,
   details?: string,

@@ -4,3 +4,4 @@ export { planUpgrade } from './planUpgrade.js';
 export { rollback } from './rollback.js';
 export { rebuildProjections } from './rebuildProjections.js';
 export * from './signals.js';
+export { releaseValidate } from './releaseValidate.js';

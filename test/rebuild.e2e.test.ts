@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import { createE2eDeployment, databaseFacts, getJson, listDatabases, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
+import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+
+let temporal: TestTemporal;
+before(async () => {
+  temporal = await startTestTemporal();
+});
+after(async () => {
+  await temporal?.dispose();
+});
+
+async function digests(d: E2eDeployment): Promise<Record<string, string>> {
+  const r = await getJson(`http://127.0.0.1:${d.port}/api/v1/projections/health`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+  assert.equal(r.status, 200);
+  return Object.fromEntries(r.body.data.projections.map((p: any) => [p.projection_name, p.digest]));
+}
+
+describe('v0.1.0 -> v0.2.2: a projection bug, no migration', () => {
+  let d: E2eDeployment;
+  before(async () => {
+    d = await createE2eDeployment(temporal, 'projbug');
+    await d.bootstrap();
+    await waitCaughtUp(d);
+    await d.startWorker();
+  });
+  after(async () => d?.dispose());
+
+  test('the failed smoke is classified projection-only and the narrow path brings back v0.1.0 and its digests, with no restore', async () => {
+    const before = await digests(d);
+    const beforeFacts = await databaseFacts(d.databaseUrl);
+    const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.2', '--yes', '--follow', '--json']);
+    assert.equal(r.exitCode, 1, `the upgrade itself failed: ${r.stdout} ${r.stderr}`);
+    const status = JSON.parse(r.stdout).status;
+    assert.equal(status.classification.kind, 'projection-only', JSON.stringify(status.classification));
+    assert.equal(status.classification.path, 'rebuild-projections');
+    assert.match(status.summary, /\[failure class: projection-only, recovery: rebuild-projections\]; recovered by the narrow path: back on v0\.1\.0/);
+    assert.equal(status.rollbackWorkflowId, undefined, 'no restore-based rollback ran');
+    assert.equal(status.rebuild.outcome, 'rebuilt');
+
+    assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
+    assert.deepEqual(await digests(d), before, 'digests equal the pre-upgrade ones');
+    assert.deepEqual((await listDatabases(d.db.name)).filter((n) => n !== d.db.name), [], 'no restored or set-aside database: no restore was performed');
+    const after = await databaseFacts(d.databaseUrl);
+    assert.deepEqual(after.versions, beforeFacts.versions);
+    assert.equal(after.eventLogChecksum, beforeFacts.eventLogChecksum, 'the event log is untouched');
+  });
+
+  test('dg-upgrade rebuild-projections runs on its own too', async () => {
+    const before = await digests(d);
+    const r = await d.cli(['rebuild-projections', '--deployment', d.name, '--projections', 'trace_summary', '--follow', '--json']);
+    assert.equal(r.exitCode, 0, r.stdout + r.stderr);
+    const status = JSON.parse(r.stdout).status;
+    assert.equal(status.outcome, 'rebuilt');
+    assert.deepEqual(status.rebuild.jobs.map((j: any) => j.projection), ['trace_summary']);
+    assert.deepEqual(await digests(d), before);
+  });
+});
+
+describe('after v0.1.0 -> v0.2.0 applied a migration', () => {
+  let d: E2eDeployment;
+  before(async () => {
+    d = await createE2eDeployment(temporal, 'rebuildno');
+    await d.bootstrap();
+    await waitCaughtUp(d);
+    await d.startWorker();
+  });
+  after(async () => d?.dispose());
+
+  test('rebuild-projections is refused with a message naming the applied migration, and changes nothing', async () => {
+    const up = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
+    assert.equal(up.exitCode, 0, up.stdout + up.stderr);
+    const before = await databaseFacts(d.databaseUrl);
+    const applied = before.versions.at(-1)!;
+    const r = await d.cli(['rebuild-projections', '--deployment', d.name, '--follow']);
+    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`projection rebuild refused: the upgrade applied migration ${applied}.*dg-upgrade rollback --deployment ${d.name}`));
+    assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0', 'still serving v0.2.0');
+    const after = await databaseFacts(d.databaseUrl);
+    assert.deepEqual(after.versions, before.versions);
+  });
+});
+
+describe('guard rails', () => {
+  let d: E2eDeployment;
+  before(async () => {
+    d = await createE2eDeployment(temporal, 'guards');
+    await d.startWorker();
+  });
+  after(async () => d?.dispose());
+
+  test('mix dg.release.validate is refused on an install not marked as a disposable demo, from the CLI and from the UI path', async () => {
+    const r = await d.cli(['release-validate', '--deployment', d.name]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /reseeds a dedicated demo dataset/);
+    const connection = await Connection.connect({ address: temporal.address });
+    try {
+      const handle = await new Client({ connection }).workflow.start('releaseValidate', { taskQueue: 'dg-upgrade-local', workflowId: `dg-upgrade-${d.name}`, args: [{ deployment: d.name }] });
+      await assert.rejects(handle.result(), (err: any) => {
+        assert.match(err.cause.cause?.message ?? err.cause.message, /refused for deployment .*disposable or dedicated demo install/);
+        return true;
+      });
+    } finally {
+      await connection.close();
+    }
+  });
+
+  test('there is no command for table surgery, down-migrations or restoring projection tables alone', async () => {
+    const help = await d.cli(['--help']);
+    assert.doesNotMatch(help.stdout, /down-migrat|surgery|restore-projection/i);
+    for (const cmd of ['migrate-down', 'restore-projections', 'rollback-migration']) {
+      const r = await d.cli([cmd]);
+      assert.equal(r.exitCode, 2, `${cmd} is not a command`);
+    }
+  });
+});
