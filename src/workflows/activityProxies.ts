@@ -5,22 +5,40 @@ import { FAILURE_TYPES } from './types.js';
 // Failures that a retry cannot fix: report them at once.
 const nonRetryableErrorTypes = [FAILURE_TYPES.badInput, 'DgToolFailed'];
 
+type Activities = typeof activities;
+
+function short(arg: unknown): string {
+  if (typeof arg === 'string') return arg.includes('/') ? `…/${arg.split('/').filter(Boolean).slice(-2).join('/')}` : arg;
+  if (arg && typeof arg === 'object') return JSON.stringify(arg).slice(0, 60);
+  return String(arg);
+}
+
+/** Gives every activity call a one-line summary in the Temporal UI, e.g. "startRuntime sample …/releases/8bf9c0". */
+function withSummaries(proxy: Activities): Activities {
+  return new Proxy(proxy, {
+    get(target, name: string) {
+      const fn = (target as any)[name];
+      return (...args: unknown[]) => fn.executeWithOptions({ summary: `${name} ${args.filter((a) => a !== undefined).map(short).join(' ')}`.slice(0, 120) }, args);
+    },
+  });
+}
+
 /** Reads and quick git work. */
-export const quick = proxyActivities<typeof activities>({
+export const quick = withSummaries(proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
   heartbeatTimeout: '20 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes },
-});
+}));
 
 /**
  * Long steps (build, backup, migrate, start, stop, smoke). They heartbeat every second, so a short
  * heartbeat timeout lets a dead worker be noticed in seconds and the step retried on a new one;
  * every one of them is safe to run again after a partial run.
  */
-export const long = proxyActivities<typeof activities>({
+export const long = withSummaries(proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { maximumAttempts: 5, initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes },
-});
+}));

@@ -5,6 +5,7 @@ import { lockWorkflowId } from './lock.js';
 import { decideRecoveryPath } from './recoveryRule.js';
 import { statusQuery } from './signals.js';
 import { StepTracker } from './stepTracker.js';
+import { publishUiDetails } from './uiDetails.js';
 import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type Phase, type RebuildProjectionsInput, type RebuildReport } from './types.js';
 
 const ALL_PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'];
@@ -46,10 +47,14 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
     ignoredSignals: [],
     summary: `${deployment}: projection rebuild starting`,
   };
+  steps.onChange = () => publishUiDetails(status);
+  publishUiDetails(status);
+
   const setPhase = (phase: Phase, summary: string) => {
     status.phase = phase;
     status.summary = `${deployment}: ${summary}`;
     upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
+    publishUiDetails(status);
     log.info(status.summary);
   };
   if (info.workflowId === lockId) {

@@ -13,6 +13,7 @@ import { messageOf } from './failures.js';
 import { lockWorkflowId } from './lock.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
 import { StepTracker } from './stepTracker.js';
+import { publishUiDetails } from './uiDetails.js';
 import {
   FAILURE_TYPES,
   ROLLBACK_STEPS,
@@ -58,12 +59,16 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     ignoredSignals: [],
     summary: `${deployment}: rollback starting`,
   };
+  steps.onChange = () => publishUiDetails(status);
+  publishUiDetails(status);
+
   const report: RollbackReport = { workflowId: info.workflowId, outcome: 'failed', summary: '' };
   const setPhase = (phase: Phase, summary: string, waitingFor?: string) => {
     status.phase = phase;
     status.summary = `${deployment}: ${summary}`;
     status.waitingFor = waitingFor;
     upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
+    publishUiDetails(status);
     log.info(status.summary);
   };
   if (info.workflowId === lockId) {

@@ -5,6 +5,9 @@ import type { StepName, StepStatus } from './types.js';
 export class StepTracker {
   readonly list: StepStatus[];
 
+  /** Called after every state change (the workflows refresh their UI details there). */
+  onChange: () => void = () => {};
+
   constructor(names: readonly StepName[]) {
     this.list = names.map((name) => ({ name, state: 'pending' }));
   }
@@ -23,6 +26,7 @@ export class StepTracker {
     step.state = 'running';
     step.startedAt = new Date().toISOString();
     step.detail = undefined;
+    this.onChange();
     try {
       const value = await fn();
       this.finish(step, 'succeeded');
@@ -51,5 +55,6 @@ export class StepTracker {
     step.endedAt = new Date().toISOString();
     step.durationMs = step.startedAt ? Date.parse(step.endedAt) - Date.parse(step.startedAt) : undefined;
     if (detail) step.detail = detail;
+    this.onChange();
   }
 }

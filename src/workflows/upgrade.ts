@@ -21,6 +21,7 @@ import { rebuildProjections } from './rebuildProjections.js';
 import { rollback } from './rollback.js';
 import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { StepTracker } from './stepTracker.js';
+import { publishUiDetails } from './uiDetails.js';
 import {
   FAILURE_TYPES,
   UPGRADE_STEPS,
@@ -68,11 +69,15 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     ignoredSignals: [],
     summary: `${deployment}: upgrade to ${targetRef} starting`,
   };
+  steps.onChange = () => publishUiDetails(status);
+  publishUiDetails(status);
+
   const setPhase = (phase: Phase, summary: string, waitingFor?: string) => {
     status.phase = phase;
     status.summary = `${deployment}: ${summary}`;
     status.waitingFor = waitingFor;
     upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
+    publishUiDetails(status);
     log.info(status.summary);
   };
   upsertSearchAttributes([

@@ -1,0 +1,28 @@
+import { setCurrentDetails } from '@temporalio/workflow';
+import type { OperationStatus } from './types.js';
+
+const ICON: Record<string, string> = { pending: '·', running: '▶', succeeded: '✓', failed: '✗', skipped: '–' };
+
+function seconds(ms?: number): string {
+  return ms === undefined ? '' : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** The run's "current details" in the Temporal UI: what it is, where it stands, what it waits for. */
+export function publishUiDetails(status: OperationStatus): void {
+  const from = status.plan ? (status.plan.from.tag ?? status.plan.from.sha.slice(0, 12)) : '…';
+  const to = status.plan ? (status.plan.to.tag ?? status.plan.to.ref) : status.targetRef;
+  const lines = [
+    `**${status.operation}** of deployment **${status.deployment}**: ${from} → ${to}`,
+    '',
+    `**phase:** ${status.phase}`,
+    `**summary:** ${status.summary}`,
+  ];
+  if (status.waitingFor) lines.push(`**waiting for:** ${status.waitingFor}`);
+  if (status.planHash) lines.push(`**plan hash:** \`${status.planHash}\``);
+  if (status.plan?.requiredActions.length) lines.push(`**required actions:** ${status.plan.requiredActions.join('; ')}`);
+  if (status.dataLoss) lines.push(`**events a restore discards:** ${status.dataLoss.eventsAfterBackup}`);
+  lines.push('', '| step | state | time |', '|---|---|---|');
+  for (const s of status.steps) lines.push(`| ${s.name} | ${ICON[s.state] ?? ''} ${s.state} | ${seconds(s.durationMs)} |`);
+  lines.push('', 'Query `status` for everything (plan, smoke results, backup).');
+  setCurrentDetails(lines.join('\n'));
+}
