@@ -512,3 +512,119 @@ test('v0.2.2: projector bug changes digests; a rebuild on v0.1.0 code restores t
     await stopServer(server);
   }
 });
+
+test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition change rebuilds it at startup and hits the bug; rebuild on v0.1.0 heals', async () => {
+  const db = await createTestDatabase('sample_upgrade_022');
+  databases.push(db);
+  const autoRuns = () =>
+    sql<{ job_id: string; tenant_id: string; mode: string; status: string; reason: string; processed_events: string; metadata: any }>(
+      db,
+      `SELECT job_id, tenant_id, mode, status, reason, processed_events::text, metadata FROM dg_projection_runs
+       WHERE metadata->>'trigger' = 'projection_definition_changed' ORDER BY id`,
+    );
+  const runCount = async () => (await sql<{ n: number }>(db, 'SELECT COUNT(*)::int AS n FROM dg_projection_runs'))[0]?.n ?? 0;
+  const traceSummary = (health: { projections: Projection[] }) => health.projections.find((p) => p.projection_name === 'trace_summary');
+
+  // 1. v0.1.0 migrates and projects everything, then stops.
+  await checkout('v0.1.0');
+  await build(db);
+  let server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100' }));
+  let original: Record<string, string | null>;
+  try {
+    const health = await caughtUpHealth(server);
+    original = digests(health);
+    for (const p of health.projections as Projection[]) assert.equal(p.open_failures, 0);
+    if (baselineDigests.trace_summary) assert.deepEqual(original, baselineDigests);
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+  assert.equal(await runCount(), 0, 'v0.1.0 records no runs by itself');
+  const versions = await migrationVersions(db);
+
+  // 2. Upgrade to v0.2.2 (no migration, no new event): its projector re-projects trace_summary at startup.
+  await checkout('v0.2.2');
+  await build(db);
+  assert.deepEqual(await migrationVersions(db), versions, 'v0.2.2 has no migration');
+  const t0 = Date.now();
+  server = await startServer(prodEnv(db)); // default projector interval (250 ms)
+  let buggy: Record<string, string | null>;
+  try {
+    const health = await waitFor(
+      'v0.2.2 to show open trace_summary failures',
+      async () => {
+        const r = await api(server, '/api/v1/projections/health');
+        if (r.status !== 200) return undefined;
+        const ts = traceSummary(r.body.data);
+        const caughtUp = (r.body.data.projections as Projection[]).every((p) => p.pending_events === 0 && p.digest);
+        return caughtUp && (ts?.open_failures ?? 0) > 0 ? r.body.data : undefined;
+      },
+      5_000,
+    );
+    assert.ok(Date.now() - t0 < 10_000);
+    buggy = digests(health);
+    assert.notEqual(buggy.trace_summary, original.trace_summary, 'trace_summary digest changed');
+    assert.equal(buggy.context_graph, original.context_graph);
+    assert.equal(buggy.precedent_index, original.precedent_index);
+    assert.deepEqual(health.open_runs, [], 'no open replay run left behind');
+    const runs = await autoRuns();
+    assert.equal(runs.length, 1, JSON.stringify(runs));
+    const run = runs[0]!;
+    assert.equal(run.mode, 'rebuild');
+    assert.equal(run.status, 'completed');
+    assert.equal(run.tenant_id, '*');
+    assert.equal(run.reason, 'projection definition changed: trace_summary v2');
+    assert.deepEqual(run.metadata.projection_definitions, { trace_summary: 2 });
+    assert.equal(run.metadata.previous_definition_version, 1);
+    assert.ok(Number(run.metadata.previous_last_log_seq) > 0, 'it re-projected a caught-up projection');
+    assert.ok(Number(run.processed_events) >= 20);
+    const openFailures = await sql<{ n: number }>(
+      db,
+      `SELECT COUNT(*)::int AS n FROM dg_projection_failures WHERE projection_name = 'trace_summary' AND status = 'open'`,
+    );
+    assert.equal(run.metadata.failed_events, openFailures[0]?.n, 'failed_events counts every tenant');
+    // Admission is not blocked by it.
+    await replay(server, { mode: 'catch_up', projection: 'all', reason: 'smoke after upgrade' });
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+
+  // A restart of v0.2.2 does not rebuild again (the definition is recorded).
+  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100' }));
+  try {
+    const health = await caughtUpHealth(server);
+    assert.equal(digests(health).trace_summary, buggy.trace_summary);
+    assert.equal((await autoRuns()).length, 1, 'no second automatic rebuild');
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+
+  // 3. Back on v0.1.0 code: nothing changes by itself; an admitted rebuild restores v0.1.0's digests.
+  await checkout('v0.1.0');
+  await build(db, false);
+  const runsBefore = await runCount();
+  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100', DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
+  try {
+    const hz = await api(server, '/api/healthz', { token: null, tenant: null });
+    assert.equal(hz.body.version, '0.1.0');
+    const stale = await caughtUpHealth(server);
+    await sleep(300); // a few ticks: v0.1.0 must not rebuild anything by itself
+    const still = await caughtUpHealth(server);
+    assert.equal(digests(stale).trace_summary, buggy.trace_summary);
+    assert.equal(digests(still).trace_summary, buggy.trace_summary, 'v0.1.0 code alone does not fix the projection');
+    assert.ok((traceSummary(still)?.open_failures ?? 0) > 0, 'failures stay open on v0.1.0 until a rebuild');
+    assert.deepEqual(still.open_runs, []);
+    assert.equal(await runCount(), runsBefore, 'v0.1.0 starts no run by itself');
+    assert.equal((await autoRuns())[0]?.status, 'completed', 'v0.1.0 leaves the recorded rebuild alone');
+
+    const run = await replay(server, { mode: 'rebuild', projection: 'trace_summary', reason: 'roll back v0.2.2 projector bug' });
+    assert.equal(run.mode, 'rebuild');
+    const healed = await caughtUpHealth(server);
+    assert.deepEqual(digests(healed), original);
+    for (const p of healed.projections as Projection[]) assert.equal(p.open_failures, 0);
+    await replay(server, { mode: 'catch_up', projection: 'all', reason: 'smoke after rollback' });
+    const open = await sql<{ n: number }>(db, `SELECT COUNT(*)::int AS n FROM dg_projection_failures WHERE status = 'open'`);
+    assert.equal(open[0]?.n, 0);
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+});

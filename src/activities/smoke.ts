@@ -76,6 +76,8 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
       const r = await call('GET', '/api/healthz');
       if (r.status !== 200) return new CheckFailed(`GET /api/healthz answered ${r.status}`);
       if (r.body?.store?.['repo_started?'] !== true) return new CheckFailed('healthz is 200 but store["repo_started?"] is not true');
+      // The projector reports its own start; projection reads before it has started show stale state.
+      if (r.body?.projector?.status === 'starting') return new CheckFailed('the projector is still starting');
       version = r.body?.version;
       return `200, repo started${version ? `, version ${version}` : ''}`;
     }),
