@@ -199,8 +199,8 @@ export function cliErrorOfFailure(err: unknown): CliError {
 export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> {
   try {
     const result = (await handle.result()) as UpgradeResult;
-    // Only a rollback workflow returns 'rolled-back' (an upgrade that rolled back fails).
-    const done = result.outcome === 'succeeded' || result.outcome === 'rolled-back';
+    // Only the rollback and rebuild workflows return these (an upgrade that needed them fails).
+    const done = result.outcome === 'succeeded' || result.outcome === 'rolled-back' || (result.outcome as string) === 'rebuilt';
     const exitCode = done ? EXIT.ok : result.outcome === 'rejected' || result.outcome === 'aborted' ? EXIT.rejected : EXIT.failed;
     return { exitCode, result };
   } catch (err) {
