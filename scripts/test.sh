@@ -7,6 +7,15 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   echo "test: PostgreSQL is not answering on 127.0.0.1:5432; start it (pg_ctlcluster 15 main start) or set DG_TEST_ADMIN_DATABASE_URL." >&2
   exit 2
 fi
+# The browser test drives Debian's Chromium (no browser download works here).
+CHROMIUM="${DG_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing Debian's chromium for the browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  [ -x "$CHROMIUM" ] || { echo "test: Chromium is required at $CHROMIUM for the browser test (apt-get install chromium, or set DG_CHROMIUM)" >&2; exit 2; }
+fi
 mkdir -p test-artifacts
 started=$(date +%s)
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find dist/test -name '*.test.js' | sort); fi

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { heartbeat, sleep } from './heartbeat.js';
 import { durationMs, runDirOf, type ResolvedDeployment } from '../config/profile.js';
+import { redactSecrets } from '../config/secrets.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
@@ -56,6 +57,14 @@ function isOurProcess(d: ResolvedDeployment, pid: number): boolean {
     return environ.split('\0').includes(`${MARKER}=${d.name}`);
   } catch {
     return false;
+  }
+}
+
+function logTail(d: ResolvedDeployment, file: string, lines = 12): string {
+  try {
+    return redactSecrets(readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'), secretValues(d));
+  } catch {
+    return '(no log)';
   }
 }
 
@@ -148,7 +157,8 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
   const ok = await waitUntil('waiting for /api/healthz', timeoutMs, async () => {
     const probe = await probeRuntime(deployment);
     if (rt.adapter === 'process' && !probe.running) {
-      throw ApplicationFailure.nonRetryable(`the runtime exited during start; see ${path.join(runDirOf(d), 'runtime.log')}`);
+      const logFile = path.join(runDirOf(d), 'runtime.log');
+      throw ApplicationFailure.nonRetryable(`the runtime exited during start; last lines of ${logFile}:\n${logTail(d, logFile)}`);
     }
     return probe.healthStatus === 200;
   });

@@ -14,13 +14,13 @@ export function publishUiDetails(status: OperationStatus): void {
   const lines = [
     `**${status.operation}** of deployment **${status.deployment}**: ${from} → ${to}`,
     '',
-    `**phase:** ${status.phase}`,
-    `**summary:** ${status.summary}`,
+    `- **phase:** ${status.phase}`,
+    `- **summary:** ${status.summary}`,
   ];
-  if (status.waitingFor) lines.push(`**waiting for:** ${status.waitingFor}`);
-  if (status.planHash) lines.push(`**plan hash:** \`${status.planHash}\``);
-  if (status.plan?.requiredActions.length) lines.push(`**required actions:** ${status.plan.requiredActions.join('; ')}`);
-  if (status.dataLoss) lines.push(`**events a restore discards:** ${status.dataLoss.eventsAfterBackup}`);
+  if (status.waitingFor) lines.push(`- **waiting for:** ${status.waitingFor}`);
+  if (status.planHash) lines.push(`- **plan hash:** \`${status.planHash}\``);
+  if (status.plan?.requiredActions.length) lines.push(`- **required actions:** ${status.plan.requiredActions.join('; ')}`);
+  if (status.dataLoss) lines.push(`- **events a restore discards:** ${status.dataLoss.eventsAfterBackup}`);
   lines.push('', '| step | state | time |', '|---|---|---|');
   for (const s of status.steps) lines.push(`| ${s.name} | ${ICON[s.state] ?? ''} ${s.state} | ${seconds(s.durationMs)} |`);
   lines.push('', 'Query `status` for everything (plan, smoke results, backup).');
