@@ -8,6 +8,21 @@ import { readFileSync } from 'node:fs';
  *   TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY (client cert for mTLS)   TEMPORAL_TLS_CA (server CA)
  *   TEMPORAL_UI_URL (links printed by the CLI; default http://127.0.0.1:8233)
  */
+/** Every environment variable `temporalSettings` reads (the compose file is checked against it). */
+export const TEMPORAL_ENVIRONMENT = [
+  'TEMPORAL_ADDRESS',
+  'TEMPORAL_NAMESPACE',
+  'TEMPORAL_API_KEY',
+  'TEMPORAL_TLS',
+  'TEMPORAL_TLS_CERT',
+  'TEMPORAL_TLS_KEY',
+  'TEMPORAL_TLS_CA',
+  'TEMPORAL_UI_URL',
+] as const;
+
+/** The worker's own settings: the profile file and the node whose task queue it serves. */
+export const WORKER_ENVIRONMENT = ['DG_UPGRADE_PROFILE', 'DG_UPGRADE_NODE'] as const;
+
 export interface TemporalSettings {
   address: string;
   namespace: string;
