@@ -75,7 +75,7 @@ describe('after v0.1.0 -> v0.2.0 applied a migration', () => {
     const before = await databaseFacts(d.databaseUrl);
     const applied = before.versions.at(-1)!;
     const r = await d.cli(['rebuild-projections', '--deployment', d.name, '--follow']);
-    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.equal(r.exitCode, 15, r.stdout + r.stderr);
     assert.match(r.stderr, new RegExp(`projection rebuild refused: the upgrade applied migration ${applied}.*dg-upgrade rollback --deployment ${d.name}`));
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0', 'still serving v0.2.0');
     const after = await databaseFacts(d.databaseUrl);
@@ -93,7 +93,7 @@ describe('guard rails', () => {
 
   test('mix dg.release.validate is refused on an install not marked as a disposable demo, from the CLI and from the UI path', async () => {
     const r = await d.cli(['release-validate', '--deployment', d.name]);
-    assert.equal(r.exitCode, 2);
+    assert.equal(r.exitCode, 15);
     assert.match(r.stderr, /reseeds a dedicated demo dataset/);
     const connection = await Connection.connect({ address: temporal.address });
     try {

@@ -112,7 +112,7 @@ describe('standalone rollback after a good upgrade', () => {
 
   test('rollback without a backup is refused and changes nothing', async () => {
     const r = await d.cli(['rollback', '--deployment', d.name]);
-    assert.equal(r.exitCode, 2);
+    assert.equal(r.exitCode, 14);
     assert.match(r.stderr, /has no pre-upgrade backup/);
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
   });

@@ -90,14 +90,14 @@ describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () =>
 
   test('unknown ref', async () => {
     const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v9.9.9', '--yes', '--follow']);
-    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.equal(r.exitCode, 11, r.stdout + r.stderr);
     assert.match(r.stderr, /unknown ref "v9\.9\.9".*recent tags: /);
     await assertUnchanged();
   });
 
   test('option-like ref', async () => {
     const r = await d.cli(['upgrade', '-d', d.name, '--to=--upload-pack=x', '--yes', '--follow']);
-    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.equal(r.exitCode, 11, r.stdout + r.stderr);
     assert.match(r.stderr, /looks like a command-line option/);
     await assertUnchanged();
   });
@@ -117,11 +117,11 @@ describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () =>
     delete profile.deployments[d.name].backups;
     writeFileSync(bad, JSON.stringify(profile));
     const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--profile', bad]);
-    assert.equal(r.exitCode, 2);
+    assert.equal(r.exitCode, 9);
     assert.match(r.stderr, new RegExp(`deployments\\.${d.name}\\.port: .*expected number`));
     assert.match(r.stderr, new RegExp(`deployments\\.${d.name}\\.backups: `));
     const unknown = await d.cli(['upgrade', '-d', 'nope', '--to', 'v0.2.0']);
-    assert.equal(unknown.exitCode, 2);
+    assert.equal(unknown.exitCode, 10);
     assert.match(unknown.stderr, /unknown deployment "nope"/);
     await assertUnchanged();
   });

@@ -10,8 +10,8 @@ export function setProfilePath(file: string): void {
   profilePath = file;
 }
 
-function badInput(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
+function badInput(message: string, type: string = FAILURE_TYPES.invalidProfile): ApplicationFailure {
+  return ApplicationFailure.create({ message, type, nonRetryable: true });
 }
 
 export function deploymentOf(name: string): ResolvedDeployment {
@@ -19,7 +19,7 @@ export function deploymentOf(name: string): ResolvedDeployment {
   try {
     return getDeployment(loadProfileFile(profilePath), name, profilePath);
   } catch (err) {
-    if (err instanceof ProfileError) throw badInput(err.message);
+    if (err instanceof ProfileError) throw badInput(err.message, err.message.startsWith('unknown deployment') ? FAILURE_TYPES.unknownDeployment : FAILURE_TYPES.invalidProfile);
     throw err;
   }
 }

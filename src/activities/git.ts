@@ -49,7 +49,7 @@ export async function currentCheckout(deployment: string): Promise<CheckoutInfo>
 export async function resolveTargetRef(deployment: string, ref: string): Promise<ResolvedRef> {
   const d = deploymentOf(deployment);
   const syntaxError = validateRefSyntax(ref);
-  if (syntaxError) throw ApplicationFailure.create({ message: syntaxError, type: FAILURE_TYPES.badInput, nonRetryable: true });
+  if (syntaxError) throw ApplicationFailure.create({ message: syntaxError, type: FAILURE_TYPES.badRef, nonRetryable: true });
   const repo = d.profile.repoPath;
   const remotes = await git(repo, ['remote']);
   if (remotes.split('\n').includes('origin')) {
@@ -64,7 +64,7 @@ export async function resolveTargetRef(deployment: string, ref: string): Promise
     const tags = (await git(repo, ['tag', '--sort=-v:refname'])).split('\n').filter(Boolean).slice(0, 8);
     throw ApplicationFailure.create({
       message: `unknown ref "${ref}": no tag, branch or commit of that name in ${repo} after git fetch --tags (recent tags: ${tags.join(', ') || 'none'})`,
-      type: FAILURE_TYPES.badInput,
+      type: FAILURE_TYPES.badRef,
       nonRetryable: true,
     });
   }

@@ -20,7 +20,7 @@ export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Pr
   } catch (err) {
     throw ApplicationFailure.create({
       message: `cannot connect to the database ${redactDatabaseUrl(url)}: ${(err as Error).message}; check database.url in the profile and that PostgreSQL is up`,
-      type: FAILURE_TYPES.badInput,
+      type: FAILURE_TYPES.databaseUnreachable,
       nonRetryable: true,
     });
   }

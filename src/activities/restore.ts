@@ -55,7 +55,7 @@ export function findManifest(d: ResolvedDeployment, backupId?: string): BackupMa
       message: backupId
         ? `no backup "${backupId}" for deployment ${d.name} in ${d.profile.backups.dir}; list them with: dg-upgrade backups ${d.name}`
         : `deployment ${d.name} has no pre-upgrade backup in ${d.profile.backups.dir}: nothing to roll back to`,
-      type: FAILURE_TYPES.badInput,
+      type: FAILURE_TYPES.noBackup,
       nonRetryable: true,
     });
   }

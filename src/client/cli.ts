@@ -76,7 +76,7 @@ const commands: Record<string, Command> = {
     summary: 'run the worker of this app node (serves the workflows and the activities that touch this node)',
     usage: 'dg-upgrade worker --profile FILE [--node NAME]',
     options: { ...profileOpt, node: { type: 'string' }, help: common.help! },
-    examples: ['DG_UPGRADE_PROFILE=/etc/dg-upgrade/profile.json dg-upgrade worker', 'TEMPORAL_ADDRESS=temporal.internal:7233 dg-upgrade worker --profile profile.json --node app-1'],
+    examples: ['dg-upgrade worker --profile /etc/dg-upgrade/profile.json', 'DG_UPGRADE_PROFILE=/etc/dg-upgrade/profile.json dg-upgrade worker', 'TEMPORAL_ADDRESS=temporal.internal:7233 dg-upgrade worker --profile profile.json --node app-1'],
     async run(values) {
       const { createWorker } = await import('../worker/worker.js');
       const { ProfileError, profilePathFromEnv } = await import('../config/profile.js');
@@ -84,7 +84,7 @@ const commands: Record<string, Command> = {
       try {
         created = await createWorker({ profilePath: profilePathFromEnv(values.profile), node: values.node });
       } catch (e) {
-        if (e instanceof ProfileError) throw new CliError(e.message, EXIT.badInput);
+        if (e instanceof ProfileError) throw new CliError(e.message, EXIT.invalidProfile);
         if (/connect|ECONNREFUSED|transport/i.test((e as Error).message)) throw new CliError(`cannot reach Temporal: ${(e as Error).message}`, EXIT.unavailable);
         throw new CliError((e as Error).message, EXIT.badInput);
       }
@@ -149,7 +149,7 @@ const commands: Record<string, Command> = {
         const handle = handleFor(session, target(values, positionals));
         const status = await awaitingDecision(handle, 'approve');
         if (values['plan-hash'] && values['plan-hash'] !== status.planHash) {
-          throw new CliError(`plan hash ${values['plan-hash']} is stale: the run waits on plan ${status.planHash}`, EXIT.invalidState, `review it with: dg-upgrade status ${status.deployment}`);
+          throw new CliError(`plan hash ${values['plan-hash']} is stale: the run waits on plan ${status.planHash}`, EXIT.stalePlan, `review it with: dg-upgrade status ${status.deployment}`);
         }
         const by = operatorName(values.by);
         await handle.signal('approve', { by, planHash: status.planHash!, comment: values.comment });
@@ -207,7 +207,7 @@ const commands: Record<string, Command> = {
       if (!chosen) {
         throw new CliError(
           values.backup ? `no backup "${values.backup}" for deployment ${d.name}` : `deployment ${d.name} has no pre-upgrade backup in ${d.profile.backups.dir}: nothing to roll back to`,
-          EXIT.badInput,
+          EXIT.noBackup,
           `list backups with: dg-upgrade backups ${d.name}`,
         );
       }
@@ -252,7 +252,7 @@ const commands: Record<string, Command> = {
       const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the demo deployment'));
       if (!d.profile.disposableDemo) {
         const { RELEASE_VALIDATE_REFUSAL } = await import('../activities/releaseValidate.js');
-        throw new CliError(`refused for deployment ${d.name}: ${RELEASE_VALIDATE_REFUSAL}`, EXIT.badInput, 'only profiles with "disposableDemo": true allow it');
+        throw new CliError(`refused for deployment ${d.name}: ${RELEASE_VALIDATE_REFUSAL}`, EXIT.refused, 'only profiles with "disposableDemo": true allow it');
       }
       return withSession(async (session) => {
         const handle = await startOperation(session, d, 'releaseValidate', { deployment: d.name }, `mix dg.release.validate on demo install ${d.name}`);

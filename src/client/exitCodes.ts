@@ -3,7 +3,7 @@ export const EXIT = {
   ok: 0,
   /** The operation ran and failed (an upgrade that failed and was compensated or rolled back). */
   failed: 1,
-  /** Bad input: unknown flag or command, invalid profile, unknown deployment, bad or unknown ref. Nothing changed. */
+  /** Usage: unknown command or flag, missing or malformed option. Nothing changed. */
   badInput: 2,
   /** Rejected by an operator, approval timed out, or cancelled before cutover. Nothing changed. */
   rejected: 3,
@@ -17,18 +17,39 @@ export const EXIT = {
   invalidState: 7,
   /** A rollback was abandoned or a compensation failed: the deployment needs an operator. */
   needsAttention: 8,
+  /** The profile file is missing, not JSON, fails validation, or names a secret that cannot be resolved. */
+  invalidProfile: 9,
+  /** No such deployment in the profile. */
+  unknownDeployment: 10,
+  /** The target ref is unknown after `git fetch --tags`, or looks like an option. */
+  badRef: 11,
+  /** The deployment's database cannot be reached. */
+  databaseUnreachable: 12,
+  /** The approval names a plan hash that is not the run's current plan. */
+  stalePlan: 13,
+  /** No backup to roll back to (or not the one named). */
+  noBackup: 14,
+  /** Refused by a safety rule (the narrow path when a migration is suspect, release validation on a live install). */
+  refused: 15,
 } as const;
 
-export const EXIT_CODE_HELP = `Exit codes:
+export const EXIT_CODE_HELP = `Exit codes (2 and 9-15: bad input, nothing was changed):
   0  success
   1  the operation failed and the deployment was put back (old version restarted, or rolled back)
-  2  bad input (unknown flag or command, invalid profile, unknown deployment, bad or unknown ref); nothing changed
+  2  usage: unknown command or flag, missing or malformed option
   3  rejected, approval timed out, or cancelled before cutover; nothing changed
   4  another operation is already running on this deployment
   5  Temporal (or the deployment's database) is unreachable
   6  no such workflow run
   7  the run does not accept this now (already finished, stale plan hash)
-  8  a rollback was abandoned or a compensation failed: the deployment needs an operator`;
+  8  a rollback was abandoned or a compensation failed: the deployment needs an operator
+  9  invalid profile (unreadable, not JSON, a field fails validation, a secret cannot be resolved)
+ 10  unknown deployment
+ 11  bad ref: unknown after git fetch --tags, or option-like
+ 12  the deployment's database is unreachable
+ 13  stale plan hash: the run waits on another plan
+ 14  no backup to roll back to
+ 15  refused by a safety rule (projection rebuild with a suspect migration, release validation on a live install)`;
 
 export class CliError extends Error {
   constructor(message: string, readonly exitCode: number, readonly hint?: string) {

@@ -49,10 +49,28 @@ export function loadDeployment(profileFlag: string | undefined, name: string): R
     const file = profilePathFromEnv(profileFlag);
     return getDeployment(loadProfileFile(file), name, file);
   } catch (err) {
-    if (err instanceof ProfileError) throw new CliError(err.message, EXIT.badInput);
+    if (err instanceof ProfileError) {
+      const unknown = err.message.startsWith('unknown deployment');
+      throw new CliError(err.message.split('\n').join('; '), unknown ? EXIT.unknownDeployment : EXIT.invalidProfile, unknown ? 'check the name, or the profile file (--profile / DG_UPGRADE_PROFILE)' : 'fix the profile file');
+    }
     throw err;
   }
 }
+
+/** Exit code of each failure type a workflow can end with. */
+const EXIT_OF_FAILURE: Record<string, number> = {
+  [FAILURE_TYPES.badInput]: EXIT.badInput,
+  [FAILURE_TYPES.wrongWorkflowId]: EXIT.badInput,
+  [FAILURE_TYPES.invalidProfile]: EXIT.invalidProfile,
+  [FAILURE_TYPES.unknownDeployment]: EXIT.unknownDeployment,
+  [FAILURE_TYPES.badRef]: EXIT.badRef,
+  [FAILURE_TYPES.databaseUnreachable]: EXIT.databaseUnreachable,
+  [FAILURE_TYPES.noBackup]: EXIT.noBackup,
+  [FAILURE_TYPES.refused]: EXIT.refused,
+  [FAILURE_TYPES.rejected]: EXIT.rejected,
+  [FAILURE_TYPES.aborted]: EXIT.rejected,
+  [FAILURE_TYPES.abandoned]: EXIT.needsAttention,
+};
 
 export function operatorName(flag?: string): string {
   if (flag) return flag;
@@ -172,15 +190,8 @@ export function cliErrorOfFailure(err: unknown): CliError {
     if (cause instanceof CancelledFailure) return new CliError('cancelled by an operator', EXIT.rejected);
     if (cause instanceof TerminatedFailure) return new CliError(`terminated: ${cause.message}`, EXIT.failed);
     if (cause instanceof ApplicationFailure) {
-      const needsAttention = cause.type === FAILURE_TYPES.abandoned || (cause.type === FAILURE_TYPES.failed && /COMPENSATION FAILED/.test(cause.message));
-      const code =
-        cause.type === FAILURE_TYPES.badInput || cause.type === FAILURE_TYPES.wrongWorkflowId
-          ? EXIT.badInput
-          : cause.type === FAILURE_TYPES.rejected || cause.type === FAILURE_TYPES.aborted
-            ? EXIT.rejected
-            : needsAttention
-              ? EXIT.needsAttention
-              : EXIT.failed;
+      const compensationFailed = cause.type === FAILURE_TYPES.failed && /COMPENSATION FAILED/.test(cause.message);
+      const code = compensationFailed ? EXIT.needsAttention : (EXIT_OF_FAILURE[cause.type ?? ''] ?? EXIT.failed);
       let message = cause.message;
       let inner: Error | undefined = cause.cause;
       while (inner) {

@@ -1,9 +1,9 @@
 import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
-import { FAILURE_TYPES } from './types.js';
+import { BAD_INPUT_TYPES } from './types.js';
 
 // Failures that a retry cannot fix: report them at once.
-const nonRetryableErrorTypes = [FAILURE_TYPES.badInput, 'DgToolFailed'];
+const nonRetryableErrorTypes = [...BAD_INPUT_TYPES, 'DgToolFailed'];
 
 type Activities = typeof activities;
 

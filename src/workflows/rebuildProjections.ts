@@ -73,7 +73,7 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
     if (decision.path !== 'rebuild-projections') {
       throw ApplicationFailure.create({
         message: `projection rebuild refused: ${decision.reasons.filter((r) => !/trustworthy|no migration/.test(r)).join('; ')}. Use the restore-based rollback: dg-upgrade rollback --deployment ${deployment}`,
-        type: FAILURE_TYPES.badInput,
+        type: FAILURE_TYPES.refused,
         nonRetryable: true,
       });
     }

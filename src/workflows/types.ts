@@ -297,6 +297,12 @@ export type UpgradeResult = Pick<UpgradeStatus, 'outcome' | 'summary' | 'phase' 
 /** Failure types the client maps to exit codes. */
 export const FAILURE_TYPES = {
   badInput: 'DgBadInput',
+  invalidProfile: 'DgInvalidProfile',
+  unknownDeployment: 'DgUnknownDeployment',
+  badRef: 'DgBadRef',
+  databaseUnreachable: 'DgDatabaseUnreachable',
+  noBackup: 'DgNoBackup',
+  refused: 'DgRefused',
   rejected: 'DgRejected',
   aborted: 'DgAborted',
   rolledBack: 'DgRolledBack',
@@ -305,3 +311,15 @@ export const FAILURE_TYPES = {
   failed: 'DgUpgradeFailed',
   wrongWorkflowId: 'DgWrongWorkflowId',
 } as const;
+
+/** Failures of bad input: nothing was changed, a retry cannot help, the operator must fix the input. */
+export const BAD_INPUT_TYPES: readonly string[] = [
+  FAILURE_TYPES.badInput,
+  FAILURE_TYPES.invalidProfile,
+  FAILURE_TYPES.unknownDeployment,
+  FAILURE_TYPES.badRef,
+  FAILURE_TYPES.databaseUnreachable,
+  FAILURE_TYPES.noBackup,
+  FAILURE_TYPES.refused,
+  FAILURE_TYPES.wrongWorkflowId,
+];

@@ -23,6 +23,7 @@ import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
 import {
+  BAD_INPUT_TYPES,
   FAILURE_TYPES,
   UPGRADE_STEPS,
   type CheckoutInfo,
@@ -322,8 +323,8 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     throw ApplicationFailure.create({
       message: status.summary,
       type:
-        type === FAILURE_TYPES.badInput
-          ? FAILURE_TYPES.badInput
+        type && BAD_INPUT_TYPES.includes(type)
+          ? type
           : status.rebuild
             ? FAILURE_TYPES.recoveredByRebuild
             : status.outcome === 'rolled-back'
