@@ -1,12 +1,11 @@
-import { ApplicationFailure, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
+import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
-import { lockWorkflowId } from './lock.js';
 import { decideRecoveryPath } from './recoveryRule.js';
 import { statusQuery } from './signals.js';
+import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
-import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type Phase, type RebuildProjectionsInput, type RebuildReport } from './types.js';
+import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type RebuildProjectionsInput, type RebuildReport } from './types.js';
 
 const ALL_PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'];
 
@@ -22,14 +21,7 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
   }
   const { deployment } = input;
   const info = workflowInfo();
-  const lockId = lockWorkflowId(deployment);
-  if (info.workflowId !== lockId && info.parent?.workflowId !== lockId) {
-    throw ApplicationFailure.create({
-      message: `projection rebuilds of deployment "${deployment}" must run under workflow ID "${lockId}" (one operation per deployment at a time); start it again with that ID`,
-      type: FAILURE_TYPES.wrongWorkflowId,
-      nonRetryable: true,
-    });
-  }
+  requireDeploymentLock(deployment, 'projection rebuilds', { allowChildOfLock: true });
   const projections = input.projections?.length ? input.projections : ALL_PROJECTIONS;
   const unknown = projections.filter((p) => !ALL_PROJECTIONS.includes(p));
   if (unknown.length) {
@@ -50,20 +42,8 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
   steps.onChange = () => publishUiDetails(status);
   publishUiDetails(status);
 
-  const setPhase = (phase: Phase, summary: string) => {
-    status.phase = phase;
-    status.summary = `${deployment}: ${summary}`;
-    upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
-    publishUiDetails(status);
-    log.info(status.summary);
-  };
-  if (info.workflowId === lockId) {
-    upsertSearchAttributes([
-      { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
-      { key: TARGET_REF_ATTRIBUTE, value: input.toRef ?? 'previous' },
-      { key: OPERATION_ATTRIBUTE, value: 'rebuildProjections' },
-    ] as never);
-  }
+  const setPhase = phaseSetter(status);
+  tagRun(deployment, input.toRef ?? 'previous', 'rebuildProjections');
   setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
 
   const decided = await steps.run('decide', async () => {

@@ -2,16 +2,13 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  log,
   setHandler,
-  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
 import { long, quick } from './activityProxies.js';
 import { messageOf } from './failures.js';
-import { lockWorkflowId } from './lock.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
+import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
 import {
@@ -20,7 +17,6 @@ import {
   type BackupManifest,
   type OperationStatus,
   type OperatorSignal,
-  type Phase,
   type RollbackInput,
   type RollbackReport,
   type RollbackStepName,
@@ -39,14 +35,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   }
   const { deployment } = input;
   const info = workflowInfo();
-  const lockId = lockWorkflowId(deployment);
-  if (info.workflowId !== lockId && info.parent?.workflowId !== lockId) {
-    throw ApplicationFailure.create({
-      message: `rollbacks of deployment "${deployment}" must run under workflow ID "${lockId}" (one operation per deployment at a time); start it again with that ID`,
-      type: FAILURE_TYPES.wrongWorkflowId,
-      nonRetryable: true,
-    });
-  }
+  requireDeploymentLock(deployment, 'rollbacks', { allowChildOfLock: true });
 
   const steps = new StepTracker(ROLLBACK_STEPS);
   const status: OperationStatus = {
@@ -63,21 +52,8 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   publishUiDetails(status);
 
   const report: RollbackReport = { workflowId: info.workflowId, outcome: 'failed', summary: '' };
-  const setPhase = (phase: Phase, summary: string, waitingFor?: string) => {
-    status.phase = phase;
-    status.summary = `${deployment}: ${summary}`;
-    status.waitingFor = waitingFor;
-    upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
-    publishUiDetails(status);
-    log.info(status.summary);
-  };
-  if (info.workflowId === lockId) {
-    upsertSearchAttributes([
-      { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
-      { key: TARGET_REF_ATTRIBUTE, value: input.toRef ?? 'backup' },
-      { key: OPERATION_ATTRIBUTE, value: 'rollback' },
-    ] as never);
-  }
+  const setPhase = phaseSetter(status);
+  tagRun(deployment, input.toRef ?? 'backup', 'rollback');
 
   let accepted: { by: string; events: number } | undefined;
   let operatorAction: { kind: 'retry' | 'abandon'; signal: OperatorSignal } | undefined;

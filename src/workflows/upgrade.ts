@@ -6,29 +6,24 @@ import {
   executeChild,
   isCancellation,
   setHandler,
-  upsertSearchAttributes,
   workflowInfo,
-  log,
 } from '@temporalio/workflow';
-import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
 import { long, quick } from './activityProxies.js';
 import { failureTypeOf, messageOf } from './failures.js';
-import { lockWorkflowId } from './lock.js';
 import { planHash } from './planHash.js';
 import { describeRef, runPreflight } from './preflight.js';
 import { classifyFailure } from './classifyFailure.js';
 import { rebuildProjections } from './rebuildProjections.js';
 import { rollback } from './rollback.js';
 import { approveSignal, rejectSignal, statusQuery } from './signals.js';
+import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
 import {
   BAD_INPUT_TYPES,
   FAILURE_TYPES,
   UPGRADE_STEPS,
-  type CheckoutInfo,
   type DeploymentInspection,
-  type Phase,
   type ResolvedRef,
   type UpgradeInput,
   type UpgradeResult,
@@ -50,14 +45,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     throw badInput('input must be {"deployment": "<name>", "targetRef": "<tag or sha>"}');
   }
   const { deployment, targetRef } = input;
-  const expectedId = lockWorkflowId(deployment);
-  if (workflowInfo().workflowId !== expectedId) {
-    throw ApplicationFailure.create({
-      message: `upgrades of deployment "${deployment}" must run under workflow ID "${expectedId}" (one operation per deployment at a time); start it again with that ID`,
-      type: FAILURE_TYPES.wrongWorkflowId,
-      nonRetryable: true,
-    });
-  }
+  const expectedId = requireDeploymentLock(deployment, 'upgrades', { allowChildOfLock: false });
 
   const steps = new StepTracker(UPGRADE_STEPS);
   const status: UpgradeStatus = {
@@ -73,19 +61,8 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
   steps.onChange = () => publishUiDetails(status);
   publishUiDetails(status);
 
-  const setPhase = (phase: Phase, summary: string, waitingFor?: string) => {
-    status.phase = phase;
-    status.summary = `${deployment}: ${summary}`;
-    status.waitingFor = waitingFor;
-    upsertSearchAttributes([{ key: PHASE_ATTRIBUTE, value: phase }] as never);
-    publishUiDetails(status);
-    log.info(status.summary);
-  };
-  upsertSearchAttributes([
-    { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
-    { key: TARGET_REF_ATTRIBUTE, value: targetRef },
-    { key: OPERATION_ATTRIBUTE, value: 'upgrade' },
-  ] as never);
+  const setPhase = phaseSetter(status);
+  tagRun(deployment, targetRef, 'upgrade');
 
   setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
   setHandler(approveSignal, (signal) => {
