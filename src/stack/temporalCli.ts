@@ -108,7 +108,8 @@ export async function ensureTemporalCli(log: (line: string) => void = (l) => pro
     const started = Date.now();
     let modules = 0;
     const ticker = setInterval(() => {
-      log(`[temporal] still building... ${Math.round((Date.now() - started) / 1000)}s elapsed, ${modules} modules downloaded`);
+      const downloads = modules ? `, ${modules} modules downloaded` : '';
+      log(`[temporal] still building... ${Math.round((Date.now() - started) / 1000)}s elapsed${downloads} (go install compiles the server and the UI)`);
     }, 15_000);
     const result = await run('go', ['install', '-trimpath', `${MODULE}@${TEMPORAL_CLI_VERSION}`], {
       env: { ...process.env, GOBIN: gobin, GOFLAGS: process.env.GOFLAGS ?? '-mod=mod' },
