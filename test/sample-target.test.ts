@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,9 @@ let target: SampleTarget;
 let generationMs = 0;
 const databases: TestDatabase[] = [];
 const servers = new Set<RunningServer>();
+/** Release processes started detached (`daemon`), killed in after() if a test left one running. */
+const releasePids = new Set<number>();
+const worktrees: string[] = [];
 
 interface RunningServer {
   proc: ChildProcess;
@@ -48,6 +52,7 @@ function mixEnv(extra: Record<string, string | undefined>): Record<string, strin
   }
   env.PATH = `${target.binDir}${path.delimiter}${process.env.PATH ?? ''}`;
   env.DG_FIXTURE_COMPILE_MS = '30';
+  env.DG_FIXTURE_RELEASE_MS = '30';
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
@@ -120,9 +125,13 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
   }
 }
 
-async function startServer(env: Record<string, string>): Promise<RunningServer> {
+/** Starts `mix phx.server` (or `cmd`, e.g. a release's `bin/decisiongraph_beam start`) on a free port and waits for healthz. */
+async function startServer(
+  env: Record<string, string>,
+  cmd: { file: string; args: string[]; cwd: string } = { file: 'mix', args: ['phx.server'], cwd: target.beamDir },
+): Promise<RunningServer> {
   const port = await freePort();
-  const proc = spawn('mix', ['phx.server'], { cwd: target.beamDir, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd.file, cmd.args, { cwd: cmd.cwd, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   proc.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
   proc.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
@@ -241,6 +250,16 @@ after(async () => {
   for (const s of servers) {
     s.proc.kill('SIGKILL');
     await Promise.race([s.exited, idle(2000)]);
+  }
+  for (const pid of releasePids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  for (const wt of worktrees) {
+    await execa('git', ['worktree', 'remove', '--force', wt], { cwd: target.repoDir, reject: false });
   }
   for (const db of databases) await db.drop().catch(() => {});
   if (tmpDir) await fs.rm(tmpDir, { recursive: true, force: true });
@@ -626,5 +645,150 @@ test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition cha
     assert.equal(open[0]?.n, 0);
   } finally {
     assert.equal(await stopServer(server), 0);
+  }
+});
+
+/** True while pid runs (a zombie counts as exited). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+test('OTP release: mix release, eval migrate, start/daemon/pid/stop; a built release is self-contained', async () => {
+  const db = await createTestDatabase('sample_release');
+  databases.push(db);
+  await checkout('v0.1.0');
+  const env = prodEnv(db);
+  const noAccounts = { ...env };
+  delete noAccounts.DECISION_GRAPH_SERVICE_ACCOUNTS_JSON;
+  const relDir = path.join(target.beamDir, '_build/prod/rel/decisiongraph_beam');
+  const bin = path.join(relDir, 'bin/decisiongraph_beam');
+  const buildsLog = path.join(target.beamDir, '_build/prod/rel/decisiongraph_beam.builds.log');
+  const rel = (args: string[], e: Record<string, string> = env, cwd = relDir) =>
+    execa(bin, args, { cwd, env: e, extendEnv: false, reject: false, timeout: 30_000 });
+  const buildLines = async (file: string) => (await fs.readFile(file, 'utf8')).split('\n').filter(Boolean);
+
+  // 1. mix release (only the declared release name)
+  await mixOk(['deps.get'], env);
+  const wrongName = await mix(['release', 'decisiongraph'], env);
+  assert.equal(wrongName.exitCode, 1);
+  assert.match(wrongName.stderr, /\*\* \(Mix\) Unknown release :decisiongraph\. The available releases are: \[:decisiongraph_beam\]/);
+  const built = await mixOk(['release', 'decisiongraph_beam'], env);
+  assert.match(built.stdout, /^\* assembling decisiongraph_beam-0\.1\.0 on MIX_ENV=prod$/m);
+  assert.match(built.stdout, /^Release created at _build\/prod\/rel\/decisiongraph_beam$/m);
+  const lines = await buildLines(buildsLog);
+  assert.equal(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0]!, /^\d{4}-\d\d-\d\dT\S+ 0\.1\.0$/);
+  assert.ok((await fs.stat(bin)).mode & 0o100, 'bin/decisiongraph_beam is executable');
+  await fs.access(path.join(relDir, 'releases/0.1.0'));
+  const relMigrations = (await fs.readdir(path.join(relDir, 'lib/dg_store-0.1.0/priv/repo/migrations'))).map((f) => f.slice(0, 14)).sort();
+  assert.deepEqual(relMigrations, [...BASE_MIGRATIONS]);
+  assert.equal((await execa('git', ['status', '--porcelain'], { cwd: target.repoDir })).stdout, '', 'building leaves the tree clean');
+  assert.equal((await rel(['version'])).stdout, 'decisiongraph_beam 0.1.0');
+
+  // 2. eval: migrations of the release, like mix ecto.migrate
+  const migrate = await rel(['eval', 'DecisionGraph.Store.Release.migrate()']);
+  assert.equal(migrate.exitCode, 0, `${migrate.stdout}\n${migrate.stderr}`);
+  assert.match(migrate.stdout, /\[info\] == Running 20260307000100 DecisionGraph\.Store\.Repo\.Migrations\.CreateDgEventLog\.change\/0 forward/);
+  assert.deepEqual(await migrationVersions(db), [...BASE_MIGRATIONS]);
+  assert.match((await rel(['eval', 'DecisionGraph.Store.Release.migrate()'])).stdout, /Migrations already up/);
+  const otherExpr = await rel(['eval', 'DecisionGraph.Store.Release.rollback()']);
+  assert.equal(otherExpr.exitCode, 1);
+  assert.match(otherExpr.stderr, /\*\* \(UndefinedFunctionError\) function DecisionGraph\.Store\.Release\.rollback\/0 is undefined/);
+
+  // 3. start refuses to boot without service accounts; pid/stop when nothing runs
+  const refused = await rel(['start'], { ...noAccounts, PORT: String(await freePort()) });
+  assert.notEqual(refused.exitCode, 0);
+  assert.match(refused.stderr, /requires service accounts/);
+  assert.match(refused.stderr, /DECISION_GRAPH_SERVICE_ACCOUNTS_JSON/);
+  const noPid = await rel(['pid']);
+  assert.equal(noPid.exitCode, 1);
+  assert.match(noPid.stderr, /--rpc-eval : RPC failed with reason :nodedown/);
+  assert.equal((await rel(['stop'])).exitCode, 0, 'stop with nothing running');
+
+  // 4. daemon / pid / stop (called from elsewhere than the release dir)
+  const port = await freePort();
+  const daemonEnv = { ...env, PORT: String(port) };
+  const started = await rel(['daemon'], daemonEnv, os.tmpdir());
+  assert.equal(started.exitCode, 0, started.stderr);
+  const pidText = (await fs.readFile(path.join(relDir, 'tmp/pid'), 'utf8')).trim();
+  const pid = Number(pidText);
+  releasePids.add(pid);
+  const hz = await waitFor('release healthz', async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/api/healthz`);
+    const body = (await r.json()) as any;
+    return r.status === 200 && body.store?.['repo_started?'] === true ? body : undefined;
+  });
+  assert.equal(hz.version, '0.1.0');
+  assert.equal(hz.deployment_env, 'prod');
+  const sid = Number((await fs.readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[3]);
+  assert.equal(sid, pid, 'the daemon runs in its own session');
+  const printed = await rel(['pid']);
+  assert.equal(printed.exitCode, 0);
+  assert.equal(printed.stdout.trim(), pidText);
+  const twice = await rel(['daemon'], daemonEnv);
+  assert.equal(twice.exitCode, 1, 'a second daemon of the same release is refused');
+  assert.match(await fs.readFile(path.join(relDir, 'tmp/log/erlang.log.1'), 'utf8'), /Running DecisionGraphWeb\.Endpoint/);
+  const stopped = await rel(['stop'], env, os.tmpdir());
+  assert.equal(stopped.exitCode, 0, stopped.stderr);
+  assert.equal(processAlive(pid), false);
+  releasePids.delete(pid);
+  await assert.rejects(fs.access(path.join(relDir, 'tmp/pid')));
+  assert.equal((await rel(['pid'])).exitCode, 1);
+
+  // 5. v0.2.0: its release is built in its own worktree (as the orchestrator does), and the main
+  //    checkout's _build is recompiled at v0.2.0: neither touches the v0.1.0 release.
+  const wt = path.join(tmpDir, 'worktree-v0.2.0');
+  await execa('git', ['worktree', 'add', '-q', '--detach', wt, 'v0.2.0'], { cwd: target.repoDir });
+  worktrees.push(wt);
+  const wtBeam = path.join(wt, 'beam');
+  const inWorktree = (args: string[]) => execa('mix', args, { cwd: wtBeam, env, extendEnv: false, reject: false, timeout: 20_000 });
+  assert.equal((await inWorktree(['deps.get'])).exitCode, 0);
+  const built2 = await inWorktree(['release', 'decisiongraph_beam', '--overwrite']);
+  assert.equal(built2.exitCode, 0, built2.stderr);
+  assert.match(built2.stdout, /\* assembling decisiongraph_beam-0\.2\.0 on MIX_ENV=prod/);
+  assert.deepEqual((await buildLines(path.join(wtBeam, '_build/prod/rel/decisiongraph_beam.builds.log'))).map((l) => l.split(' ')[1]), ['0.2.0']);
+  await checkout('v0.2.0');
+  await mixOk(['compile'], env);
+  const manifest = JSON.parse(await fs.readFile(path.join(target.beamDir, '_build/prod/fixture_manifest.json'), 'utf8'));
+  assert.equal(manifest.version, '0.2.0', 'the main checkout now builds v0.2.0');
+  await checkout('v0.1.0');
+
+  // The v0.1.0 release still starts (foreground `start`, stopped by `stop`) and reports 0.1.0.
+  const old = await startServer(env, { file: bin, args: ['start'], cwd: relDir });
+  try {
+    const hz1 = await api(old, '/api/healthz', { token: null, tenant: null });
+    assert.equal(hz1.body.version, '0.1.0');
+    const page = await api(old, '/', { token: null, tenant: null });
+    assert.equal(page.status, 200);
+    assert.match(page.text, /Operator Console/);
+    assert.equal((await rel(['pid'])).stdout.trim(), String(old.proc.pid), '`start` writes the same pid file');
+    const stop1 = await rel(['stop']);
+    assert.equal(stop1.exitCode, 0, stop1.stderr);
+    assert.equal(await Promise.race([old.exited, idle(5000).then(() => 'timeout' as const)]), 0, 'graceful stop exits 0');
+  } finally {
+    servers.delete(old);
+    if (processAlive(old.proc.pid!)) old.proc.kill('SIGKILL');
+  }
+  assert.equal((await buildLines(buildsLog)).length, 1, 'restarting the old release does not build it again');
+
+  // The v0.2.0 release from the worktree migrates and serves 0.2.0.
+  const bin2 = path.join(wtBeam, '_build/prod/rel/decisiongraph_beam/bin/decisiongraph_beam');
+  const migrate2 = await execa(bin2, ['eval', 'DecisionGraph.Store.Release.migrate()'], { env, extendEnv: false, reject: false, timeout: 30_000 });
+  assert.equal(migrate2.exitCode, 0, migrate2.stderr);
+  assert.deepEqual(await migrationVersions(db), [...BASE_MIGRATIONS, '20260314000100']);
+  const next = await startServer(env, { file: bin2, args: ['start'], cwd: os.tmpdir() });
+  try {
+    assert.equal((await api(next, '/api/healthz', { token: null, tenant: null })).body.version, '0.2.0');
+  } finally {
+    assert.equal(await stopServer(next), 0);
   }
 });

@@ -1,5 +1,6 @@
-import { durationMs } from '../config/profile.js';
-import type { DeploymentInspection } from '../workflows/types.js';
+import { ApplicationFailure } from '@temporalio/activity';
+import { durationMs, modelProblem } from '../config/profile.js';
+import { FAILURE_TYPES, type DeploymentInspection } from '../workflows/types.js';
 import { deploymentOf } from './deployment.js';
 import { describeCheckout } from './git.js';
 import { currentDirOf } from './layout.js';
@@ -9,6 +10,8 @@ import { probeRuntime } from './runtime.js';
 /** Preflight facts, read-only: what runs now, the database's state, room for a backup. */
 export async function inspectDeployment(deployment: string): Promise<DeploymentInspection> {
   const d = deploymentOf(deployment);
+  const problem = modelProblem(d);
+  if (problem) throw ApplicationFailure.create({ message: problem, type: FAILURE_TYPES.invalidProfile, nonRetryable: true });
   const db = await inspectDatabase(d);
   const current = await describeCheckout(currentDirOf(d));
   const runtime = await probeRuntime(deployment);
@@ -16,6 +19,7 @@ export async function inspectDeployment(deployment: string): Promise<DeploymentI
     deployment,
     node: d.profile.node,
     layout: d.profile.layout,
+    model: d.profile.model,
     runtimeAdapter: d.profile.runtime.adapter,
     current,
     running: runtime.running && runtime.healthStatus === 200,

@@ -31,6 +31,15 @@ export function commandPidDirOf(d: ResolvedDeployment): string {
   return path.join(d.stateDir, 'commands', d.name);
 }
 
+/** The packaged release `mix release` builds inside a version's dir. */
+export function otpReleaseDirOf(d: ResolvedDeployment, dir: string): string {
+  return path.join(beamDirOf(d, dir), '_build', 'prod', 'rel', d.profile.releaseName);
+}
+
+export function otpReleaseBinOf(d: ResolvedDeployment, dir: string): string {
+  return path.join(otpReleaseDirOf(d, dir), 'bin', d.profile.releaseName);
+}
+
 export function logDirOf(d: ResolvedDeployment): string {
   return path.join(d.stateDir, 'logs', d.name);
 }

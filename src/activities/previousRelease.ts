@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { deploymentOf } from './deployment.js';
 import { checkoutRelease, describeCheckout } from './git.js';
-import { beamDirOf, releaseDirFor } from './layout.js';
+import { beamDirOf, otpReleaseBinOf, releaseDirFor } from './layout.js';
 import { buildRelease } from './toolchain.js';
 
 /**
@@ -18,7 +18,8 @@ export async function preparePreviousRelease(deployment: string, sha: string, kn
     for (const dir of candidates) {
       if (!existsSync(dir)) continue;
       const head = await describeCheckout(dir).catch(() => undefined);
-      if (head?.sha === sha && existsSync(path.join(beamDirOf(d, dir), '_build', mixEnv))) return { dir, reused: true };
+      const built = d.profile.model === 'release' ? existsSync(otpReleaseBinOf(d, dir)) : existsSync(path.join(beamDirOf(d, dir), '_build', mixEnv));
+      if (head?.sha === sha && built) return { dir, reused: true };
     }
   }
   const dir = await checkoutRelease(deployment, sha);

@@ -8,7 +8,7 @@ import { redactSecrets } from '../config/secrets.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
-import { beamDirOf } from './layout.js';
+import { beamDirOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
 
 /** What the process adapter records about the runtime it started. */
 interface RuntimeRecord {
@@ -140,7 +140,12 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
       mkdirSync(runDir, { recursive: true });
       const logFile = path.join(runDir, 'runtime.log');
       const out = openSync(logFile, 'a');
-      const child = spawn(d.profile.toolchain.mix, ['phx.server'], { cwd: beamDirOf(d, dir), env, detached: true, stdio: ['ignore', out, out] });
+      // Source model: `mix phx.server` from the checkout; release model: the release in the foreground.
+      const [command, args, cwd] =
+        d.profile.model === 'release'
+          ? [otpReleaseBinOf(d, dir), ['start'], otpReleaseDirOf(d, dir)]
+          : [d.profile.toolchain.mix, ['phx.server'], beamDirOf(d, dir)];
+      const child = spawn(command, args, { cwd, env, detached: true, stdio: ['ignore', out, out] });
       closeSync(out);
       const pid = await new Promise<number>((resolve, reject) => {
         child.once('spawn', () => resolve(child.pid!));

@@ -9,7 +9,7 @@ import {
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@temporalio/common';
-import { getDeployment, loadProfileFile, ProfileError, profilePathFromEnv, taskQueueForNode, type ResolvedDeployment } from '../config/profile.js';
+import { getDeployment, loadProfileFile, modelProblem, ProfileError, profilePathFromEnv, taskQueueForNode, type ResolvedDeployment } from '../config/profile.js';
 import { lockWorkflowId } from '../workflows/lock.js';
 import { FAILURE_TYPES, type UpgradeInput, type UpgradeResult, type UpgradeStatus } from '../workflows/types.js';
 import type { PlanResult } from '../workflows/planUpgrade.js';
@@ -47,7 +47,10 @@ export async function connect(): Promise<Session> {
 export function loadDeployment(profileFlag: string | undefined, name: string): ResolvedDeployment {
   try {
     const file = profilePathFromEnv(profileFlag);
-    return getDeployment(loadProfileFile(file), name, file);
+    const d = getDeployment(loadProfileFile(file), name, file);
+    const problem = modelProblem(d);
+    if (problem) throw new CliError(problem, EXIT.invalidProfile, 'fix the profile file');
+    return d;
   } catch (err) {
     if (err instanceof ProfileError) {
       const unknown = err.message.startsWith('unknown deployment');

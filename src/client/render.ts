@@ -13,7 +13,7 @@ export function formatBytes(n: number): string {
 
 export function renderPlan(plan: UpgradePlan, hash: string): string {
   const lines = [
-    `Plan ${hash} for deployment ${plan.deployment} (${plan.layout} layout)`,
+    `Plan ${hash} for deployment ${plan.deployment} (${plan.model} model, ${plan.layout} layout)`,
     `  from      ${plan.from.tag ?? '-'} ${plan.from.sha.slice(0, 12)}  (${plan.from.dir})`,
     `  to        ${plan.to.tag ?? plan.to.ref} ${plan.to.sha.slice(0, 12)}`,
     `  database  ${plan.database.name}  ${plan.database.redactedUrl}`,

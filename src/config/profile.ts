@@ -36,6 +36,12 @@ export const DeploymentProfileSchema = z
     repoPath: z.string().refine(path.isAbsolute, 'an absolute path'),
     beamDir: z.string().default('beam'),
     layout: z.enum(['releases', 'in-place']).default('releases'),
+    /**
+     * How the app runs: `source` (`mix phx.server` from the checkout) or `release` (the packaged
+     * OTP release `mix release <releaseName>` builds, run with `bin/<releaseName> start`).
+     */
+    model: z.enum(['source', 'release']).default('source'),
+    releaseName: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'an OTP release name').default('decisiongraph_beam'),
     /** `releases` layout: where version worktrees and the `current` link live; default `<repoPath>/../<deployment>-releases`. */
     releasesDir: z.string().refine(path.isAbsolute, 'an absolute path').optional(),
     keepReleases: z.number().int().min(2).default(3),
@@ -171,6 +177,16 @@ export function releasesDirOf(d: ResolvedDeployment): string {
 export function runDirOf(d: ResolvedDeployment): string {
   const rt = d.profile.runtime;
   return rt.adapter === 'process' && rt.runDir ? rt.runDir : path.join(d.stateDir, 'runtime', d.name);
+}
+
+export const SERVICE_ACCOUNT_SETTINGS = ['DECISION_GRAPH_SERVICE_ACCOUNTS_JSON', 'DECISION_GRAPH_SERVICE_ACCOUNTS_FILE'] as const;
+
+/** Why this profile cannot run its model, if it cannot: a production release refuses to boot without service accounts. */
+export function modelProblem(d: ResolvedDeployment): string | undefined {
+  if (d.profile.model !== 'release') return undefined;
+  const { env, secretEnv } = d.profile.toolchain;
+  if (SERVICE_ACCOUNT_SETTINGS.some((name) => name in secretEnv || name in env)) return undefined;
+  return `deployment "${d.name}" runs the packaged release, which refuses to boot without service accounts: set toolchain.secretEnv.DECISION_GRAPH_SERVICE_ACCOUNTS_JSON or toolchain.secretEnv.DECISION_GRAPH_SERVICE_ACCOUNTS_FILE in the profile`;
 }
 
 export function durationMs(value: string): number {

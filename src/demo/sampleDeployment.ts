@@ -37,6 +37,10 @@ export interface SampleDeploymentOptions {
   layout?: 'releases' | 'in-place';
   compileMs?: number;
   approvalTimeout?: string;
+  /** `source` (mix phx.server) or `release` (the packaged OTP release). */
+  model?: 'source' | 'release';
+  /** Leave the service accounts out of the profile (to test the release model's refusal). */
+  withoutServiceAccounts?: boolean;
   /** Marks the install as a disposable demo (allows `mix dg.release.validate`). */
   disposableDemo?: boolean;
 }
@@ -81,6 +85,8 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
         repoPath: target.repoDir,
         beamDir: 'beam',
         layout: opts.layout ?? 'releases',
+        model: opts.model ?? 'source',
+        releaseName: 'decisiongraph_beam',
         keepReleases: 3,
         runtime: { adapter: 'process', stopTimeout: '10s', startTimeout: '60s' },
         host: '127.0.0.1',
@@ -107,7 +113,9 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
           },
           secretEnv: {
             SECRET_KEY_BASE: { fromFile: file('secret-key-base', secrets.secretKeyBase) },
-            DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: { fromFile: file('service-accounts.json', JSON.stringify(serviceAccounts)) },
+            ...(opts.withoutServiceAccounts
+              ? {}
+              : { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: { fromFile: file('service-accounts.json', JSON.stringify(serviceAccounts)) } }),
           },
         },
         recovery: { onProjectionOnlyFailure: 'rebuild-projections' },

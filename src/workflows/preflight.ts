@@ -45,12 +45,14 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
       throw badInput(`the running version fails its smoke checks before any change (${failed.join('; ')}); fix the install before upgrading`);
     }
   }
+  const assemble = inspection.model === 'release' ? ' and assemble its OTP release (mix release)' : '';
   const build = inspection.layout === 'releases'
-    ? ['build the target in its own release dir while the old version serves', 'stop the old runtime']
-    : ['stop the old runtime', 'check out and build the target in place'];
+    ? [`build the target in its own release dir${assemble} while the old version serves`, 'stop the old runtime']
+    : ['stop the old runtime', `check out and build the target in place${assemble}`];
   const plan: UpgradePlan = {
     deployment,
     layout: inspection.layout,
+    model: inspection.model,
     from: inspection.current,
     to: target,
     database: inspection.database,
@@ -58,7 +60,13 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
     releaseNotes,
     requiredActions: releaseNotes.flatMap((n) => n.requiredActions.map((a) => `${n.version}: ${a}`)),
     estimatedBackupBytes: inspection.estimatedBackupBytes,
-    steps: [...build, 'back up the database (pg_dump)', `migrate (${pendingMigrations.length} pending)`, 'start the new runtime', 'smoke checks'],
+    steps: [
+      ...build,
+      'back up the database (pg_dump)',
+      `migrate (${pendingMigrations.length} pending${inspection.model === 'release' ? ', through the release: eval DecisionGraph.Store.Release.migrate()' : ''})`,
+      `start the new runtime (${inspection.model === 'release' ? 'bin/<release> start' : 'mix phx.server'})`,
+      'smoke checks',
+    ],
   };
   return { inspection, target, plan, baselineSmoke };
 }

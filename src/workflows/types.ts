@@ -76,6 +76,7 @@ export interface DeploymentInspection {
   deployment: string;
   node: string;
   layout: 'releases' | 'in-place';
+  model: 'source' | 'release';
   runtimeAdapter: 'process' | 'command';
   current: CheckoutInfo;
   running: boolean;
@@ -118,6 +119,8 @@ export interface PendingMigration {
 export interface UpgradePlan {
   deployment: string;
   layout: 'releases' | 'in-place';
+  /** `source` (mix phx.server) or `release` (the packaged OTP release). */
+  model: 'source' | 'release';
   from: CheckoutInfo;
   to: ResolvedRef;
   database: { name: string; redactedUrl: string };

@@ -12,7 +12,7 @@ export function publishUiDetails(status: OperationStatus): void {
   const from = status.plan ? (status.plan.from.tag ?? status.plan.from.sha.slice(0, 12)) : '…';
   const to = status.plan ? (status.plan.to.tag ?? status.plan.to.ref) : status.targetRef;
   const lines = [
-    `**${status.operation}** of deployment **${status.deployment}**: ${from} → ${to}`,
+    `**${status.operation}** of deployment **${status.deployment}**: ${from} → ${to}${status.plan ? ` (${status.plan.model} model, ${status.plan.layout} layout)` : ''}`,
     '',
     `- **phase:** ${status.phase}`,
     `- **summary:** ${status.summary}`,

@@ -26,6 +26,8 @@ export interface CrashCase {
   killAfterMs?: number;
   /** Profile changes that make the step long enough to be killed in the middle. */
   profile?: (deployment: any) => void;
+  /** The deployment model (default source). */
+  model?: 'source' | 'release';
 }
 
 export interface CrashOutcome {
@@ -79,7 +81,7 @@ const fingerprint = (s: any) => JSON.stringify(s?.steps?.map((st: any) => [st.na
  * backup, no orphan app or command processes and one runtime on the port.
  */
 export async function runCrashCase(temporal: TestTemporal, label: string, c: CrashCase): Promise<CrashOutcome> {
-  const d = await createE2eDeployment(temporal, label);
+  const d = await createE2eDeployment(temporal, label, { model: c.model });
   try {
     await d.bootstrap();
     await waitCaughtUp(d);
@@ -162,4 +164,11 @@ export const ROLLBACK_CRASHES: CrashCase[] = [
   { name: 'during the swap, between the renames', target: 'v0.3.0', failpoint: 'restore.betweenRenames' },
   { name: "during the old runtime's start", target: 'v0.3.0', failpoint: 'startRuntime.afterSpawn#2' },
   { name: "during the rollback's smoke checks", target: 'v0.3.0', failpoint: 'smoke.afterHealthz#2' },
+];
+
+/** The steps that differ in the release model: building the release, migrating through it, starting it. */
+export const RELEASE_MODEL_CRASHES: CrashCase[] = [
+  { ...UPGRADE_CRASHES[0]!, name: 'during the release build', model: 'release' },
+  { ...UPGRADE_CRASHES[4]!, name: 'during the migration through the release', model: 'release' },
+  { ...UPGRADE_CRASHES[5]!, name: "during the release's start", model: 'release' },
 ];

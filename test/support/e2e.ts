@@ -37,7 +37,11 @@ export interface E2eDeployment extends SampleDeployment {
   dispose(): Promise<void>;
 }
 
-export async function createE2eDeployment(temporal: TestTemporal, label: string, opts: { layout?: 'releases' | 'in-place'; approvalTimeout?: string } = {}): Promise<E2eDeployment> {
+export async function createE2eDeployment(
+  temporal: TestTemporal,
+  label: string,
+  opts: { layout?: 'releases' | 'in-place'; approvalTimeout?: string; model?: 'source' | 'release'; withoutServiceAccounts?: boolean } = {},
+): Promise<E2eDeployment> {
   const db = await createTestDatabase(label);
   const dir = mkdtempSync(path.join(os.tmpdir(), `dgu-${label}-`));
   const sample = await createSampleDeployment({ dir, databaseUrl: db.url, port: await freePort(), name: label.replace(/[^a-z0-9-]/g, '-'), ...opts });
