@@ -3,17 +3,14 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { CLI, createE2eDeployment, databaseFacts, editProfile, getJson, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
+import { CLI, createRunningDeployment, databaseFacts, editProfile, getJson, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 let temporal: TestTemporal;
 let d: E2eDeployment;
 before(async () => {
   temporal = await startTestTemporal();
-  d = await createE2eDeployment(temporal, 'clipolish');
-  await d.bootstrap();
-  await waitCaughtUp(d);
-  await d.startWorker();
+  d = await createRunningDeployment(temporal, 'clipolish');
 });
 after(async () => {
   await d?.dispose();

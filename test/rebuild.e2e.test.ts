@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { createE2eDeployment, databaseFacts, getJson, listDatabases, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
+import { createRunningDeployment, createE2eDeployment, databaseFacts, getJson, listDatabases, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 let temporal: TestTemporal;
@@ -21,10 +21,7 @@ async function digests(d: E2eDeployment): Promise<Record<string, string>> {
 describe('v0.1.0 -> v0.2.2: a projection bug, no migration', () => {
   let d: E2eDeployment;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'projbug');
-    await d.bootstrap();
-    await waitCaughtUp(d);
-    await d.startWorker();
+    d = await createRunningDeployment(temporal, 'projbug');
   });
   after(async () => d?.dispose());
 
@@ -62,10 +59,7 @@ describe('v0.1.0 -> v0.2.2: a projection bug, no migration', () => {
 describe('after v0.1.0 -> v0.2.0 applied a migration', () => {
   let d: E2eDeployment;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'rebuildno');
-    await d.bootstrap();
-    await waitCaughtUp(d);
-    await d.startWorker();
+    d = await createRunningDeployment(temporal, 'rebuildno');
   });
   after(async () => d?.dispose());
 

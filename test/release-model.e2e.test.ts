@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { RELEASE_MODEL_CRASHES, runCrashCase } from './support/crash.js';
-import { assertRestoredToPreUpgrade, createE2eDeployment, databaseFacts, editProfile, getJson, processesWithEnv, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
+import { assertRestoredToPreUpgrade, createRunningDeployment, databaseFacts, editProfile, getJson, processesWithEnv, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // Installs that run the packaged OTP release (bin/decisiongraph_beam) instead of mix phx.server.
@@ -29,10 +29,7 @@ function runtimeCmdline(d: E2eDeployment): string {
 describe('release model', () => {
   let d: E2eDeployment;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'relmodel', { model: 'release' });
-    await d.bootstrap();
-    await waitCaughtUp(d);
-    await d.startWorker();
+    d = await createRunningDeployment(temporal, 'relmodel', { model: 'release' });
   });
   after(async () => d?.dispose());
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { assertRestoredToPreUpgrade, createE2eDeployment, databaseFacts, getJson, listDatabases, waitCaughtUp, waitForStatus, type E2eDeployment } from './support/e2e.js';
+import { assertRestoredToPreUpgrade, createRunningDeployment, databaseFacts, getJson, listDatabases, waitForStatus, type E2eDeployment } from './support/e2e.js';
 import { databaseUrlFor } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
@@ -22,10 +22,7 @@ async function upgradeThatRollsBack(d: E2eDeployment, ref: string) {
 describe('v0.2.1: a migration fails half-way', () => {
   let d: E2eDeployment;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'halfmig');
-    await d.bootstrap();
-    await waitCaughtUp(d);
-    await d.startWorker();
+    d = await createRunningDeployment(temporal, 'halfmig');
   });
   after(async () => d?.dispose());
 
@@ -57,10 +54,7 @@ describe('v0.2.1: a migration fails half-way', () => {
 describe('v0.3.0: smoke checks fail; events written after the backup', () => {
   let d: E2eDeployment;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'smokefail');
-    await d.bootstrap();
-    await waitCaughtUp(d);
-    await d.startWorker();
+    d = await createRunningDeployment(temporal, 'smokefail');
   });
   after(async () => d?.dispose());
 
@@ -103,10 +97,7 @@ describe('v0.3.0: smoke checks fail; events written after the backup', () => {
 describe('standalone rollback after a good upgrade', () => {
   let d: E2eDeployment;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'manualrb');
-    await d.bootstrap();
-    await waitCaughtUp(d);
-    await d.startWorker();
+    d = await createRunningDeployment(temporal, 'manualrb');
   });
   after(async () => d?.dispose());
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { createE2eDeployment, getJson, PROJECT_ROOT, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
+import { createRunningDeployment, getJson, PROJECT_ROOT, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // An operator in the Temporal UI: starts an upgrade from the start form with the README's JSON
@@ -20,10 +20,7 @@ before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`the browser test needs Chromium at ${CHROMIUM} (apt-get install chromium; scripts/test.sh installs it)`);
   mkdirSync(ARTIFACTS, { recursive: true });
   temporal = await startTestTemporal();
-  d = await createE2eDeployment(temporal, 'uisample');
-  await d.bootstrap();
-  await waitCaughtUp(d);
-  await d.startWorker();
+  d = await createRunningDeployment(temporal, 'uisample');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,

@@ -228,3 +228,12 @@ export function listenersOnPort(port: number): number {
   }
   return n;
 }
+
+/** A deployment serving v0.1.0 with its projector caught up and a worker running: the usual start of an e2e test. */
+export async function createRunningDeployment(temporal: TestTemporal, label: string, opts: Parameters<typeof createE2eDeployment>[2] = {}): Promise<E2eDeployment> {
+  const d = await createE2eDeployment(temporal, label, opts);
+  await d.bootstrap();
+  await waitCaughtUp(d);
+  await d.startWorker();
+  return d;
+}
