@@ -1,7 +1,23 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { assertRestoredToPreUpgrade, createRunningDeployment, databaseFacts, getJson, listDatabases, waitForStatus, type E2eDeployment } from './support/e2e.js';
+import {
+  assertNoSecrets,
+  assertRestoredToPreUpgrade,
+  createE2eDeployment,
+  createRunningDeployment,
+  databaseFacts,
+  getJson,
+  historyText,
+  listDatabases,
+  waitCaughtUp,
+  waitForStatus,
+  type E2eDeployment,
+} from './support/e2e.js';
 import { databaseUrlFor } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
@@ -118,5 +134,47 @@ describe('standalone rollback after a good upgrade', () => {
     const status = JSON.parse(rb.stdout).status;
     assert.equal(status.outcome, 'rolled-back');
     await assertRestoredToPreUpgrade(d, before);
+  });
+});
+
+describe('a rollback step that fails waits for the operator', () => {
+  let d: E2eDeployment;
+  let failDir: string;
+  before(async () => {
+    d = await createE2eDeployment(temporal, 'rbretry');
+    await d.bootstrap();
+    await waitCaughtUp(d);
+    failDir = mkdtempSync(path.join(os.tmpdir(), 'dgu-failpoints-'));
+    await d.startWorker({ DG_UPGRADE_FAILPOINTS: 'restore.beforeSwap:mark', DG_UPGRADE_FAILPOINT_DIR: failDir });
+  });
+  after(async () => d?.dispose());
+
+  test('startOld fails while a foreign process holds the port; the rollback reports it, waits, and a retry finishes it', async () => {
+    const before = await databaseFacts(d.databaseUrl);
+    const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes']);
+    assert.equal(started.exitCode, 0, started.stderr);
+    // While the rollback restores, something else grabs the app's port.
+    const marker = path.join(failDir, 'restore.beforeSwap');
+    for (let i = 0; i < 1200 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(marker), 'the rollback reached its restore');
+    const squatter = http.createServer((_req, res) => res.end('{"squatter": true}')).listen(d.port, '127.0.0.1');
+    try {
+      const upgrading = await waitForStatus(d, (s) => !!s.rollbackWorkflowId, 'the rollback to start');
+      const blocked = await waitForStatus(d, (s) => s.phase === 'rollback-blocked', 'the rollback to block', 120_000, ['--workflow-id', upgrading.rollbackWorkflowId]);
+      assert.match(blocked.summary, /rollback step startOld failed: port \d+ is already answering but not by a runtime dg-upgrade started/);
+      assert.match(blocked.waitingFor, /"retry".*"abandon"/);
+      const early = await d.cli(['retry', d.name, '--comment', 'too early']);
+      assert.equal(early.exitCode, 0, 'the retry signal is accepted');
+      await waitForStatus(d, (s) => s.phase === 'rollback-blocked' && /retrying|failed/.test(s.summary), 'the retry to fail again', 60_000, ['--workflow-id', upgrading.rollbackWorkflowId]);
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+    const retried = await d.cli(['retry', d.name, '--by', 'e2e-operator', '--comment', 'port freed']);
+    assert.equal(retried.exitCode, 0, retried.stderr);
+    const followed = await d.cli(['status', d.name, '--follow', '--json']);
+    assert.equal(followed.exitCode, 1, followed.stdout);
+    assert.equal(JSON.parse(followed.stdout).status.outcome, 'rolled-back');
+    await assertRestoredToPreUpgrade(d, before);
+    assertNoSecrets(d, await historyText(temporal, `dg-upgrade-${d.name}`));
   });
 });

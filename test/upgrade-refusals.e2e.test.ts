@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { createE2eDeployment, databaseFacts, editProfile, getJson, type E2eDeployment } from './support/e2e.js';
+import { assertNoSecrets, createE2eDeployment, databaseFacts, editProfile, getJson, historyText, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // Every case here must end with the old version serving and the database as it was.
@@ -149,4 +149,8 @@ describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () =>
     assert.equal((await d.cli(['status', d.name, '--follow'])).exitCode, 3);
     await assertUnchanged();
   });
+});
+
+test('no secret value appears in the histories of all these runs', async () => {
+  assertNoSecrets(d, await historyText(temporal, `dg-upgrade-${d.name}`));
 });

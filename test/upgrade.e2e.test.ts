@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
-import { createE2eDeployment, databaseFacts, getJson, type E2eDeployment } from './support/e2e.js';
+import { assertNoSecrets, createE2eDeployment, databaseFacts, getJson, historyText, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 let temporal: TestTemporal;
@@ -12,29 +11,6 @@ before(async () => {
 after(async () => {
   await temporal?.dispose();
 });
-
-async function historyText(d: E2eDeployment, workflowId: string): Promise<string> {
-  const connection = await Connection.connect({ address: temporal.address });
-  try {
-    const client = new Client({ connection });
-    const texts: string[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
-      const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-      texts.push(JSON.stringify(history));
-    }
-    return texts.join('\n');
-  } finally {
-    await connection.close();
-  }
-}
-
-function assertNoSecrets(d: E2eDeployment, text: string): void {
-  // Payloads are base64 in the raw history: decode every base64-looking run as well.
-  const decoded = text.replace(/"data":"([A-Za-z0-9+/=]+)"/g, (_, b64) => Buffer.from(b64, 'base64').toString('utf8'));
-  for (const [name, value] of Object.entries(d.secrets)) {
-    assert.ok(!text.includes(value) && !decoded.includes(value), `secret ${name} appears in the workflow history`);
-  }
-}
 
 describe('upgrade v0.1.0 -> v0.2.0 with approval', () => {
   let d: E2eDeployment;
@@ -89,6 +65,6 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval', () => {
     assert.equal(jsonStatus.exitCode, 0);
     assert.ok(JSON.parse(jsonStatus.stdout).steps.every((s: any) => s.state === 'succeeded'));
 
-    assertNoSecrets(d, await historyText(d, `dg-upgrade-${d.name}`));
+    assertNoSecrets(d, await historyText(temporal, `dg-upgrade-${d.name}`));
   });
 });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import pg from 'pg';
+import { Client, Connection } from '@temporalio/client';
 import { createSampleDeployment, type SampleDeployment } from '../../src/demo/sampleDeployment.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 import { freePort } from './ports.js';
@@ -236,4 +237,28 @@ export async function createRunningDeployment(temporal: TestTemporal, label: str
   await waitCaughtUp(d);
   await d.startWorker();
   return d;
+}
+
+/** Every run's history (all runs of workflow IDs starting with `prefix`) as one text. */
+export async function historyText(temporal: TestTemporal, prefix: string): Promise<string> {
+  const connection = await Connection.connect({ address: temporal.address });
+  try {
+    const client = new Client({ connection });
+    const texts: string[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH "${prefix}"` })) {
+      texts.push(JSON.stringify(await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()));
+    }
+    return texts.join('\n');
+  } finally {
+    await connection.close();
+  }
+}
+
+/** No secret value of the deployment appears in the text, raw or in base64-encoded payloads. */
+export function assertNoSecrets(d: SampleDeployment, text: string): void {
+  const decoded = text.replace(/"data":"([A-Za-z0-9+/=]+)"/g, (_, b64: string) => Buffer.from(b64, 'base64').toString('utf8'));
+  assert.ok(text.length > 1000, 'there is history to search');
+  for (const [name, value] of Object.entries(d.secrets)) {
+    assert.ok(!text.includes(value) && !decoded.includes(value), `secret ${name} appears in a workflow history`);
+  }
 }
