@@ -26,7 +26,7 @@ try {
     console.log(`${c.name.padEnd(45)} ${String(r.resumeMs).padStart(9)}  ${String(r.recoveryMs).padStart(11)}`);
   }
   console.log(`${'median over the matrix'.padEnd(45)} ${String(median(resume)).padStart(9)}  ${String(median(progress)).padStart(11)}`);
-  console.log('(heartbeat timeout 5 s + retry backoff 1 s bound the resume time from below)');
+  console.log('(resume: the 5 s heartbeat timeout, counted from the last heartbeat before the kill, plus the 1 s retry backoff)');
 
   const parts: Record<string, number[]> = { stop: [], restore: [], start: [], smoke: [], total: [] };
   for (let i = 0; i < rollbackRuns; i++) {
