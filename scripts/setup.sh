@@ -19,5 +19,5 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 echo "setup: compiling TypeScript"
 npx tsc -p .
-node dist/src/worker/bundle.js 2>/dev/null | tail -1
+node dist/src/worker/bundle.js
 node dist/src/stack/ensureTemporalCliMain.js
