@@ -43,3 +43,12 @@ export function phaseSetter(status: OperationStatus): (phase: Phase, summary: st
     log.info(status.summary);
   };
 }
+
+/**
+ * A short key unique to this run, for names derived from it (backup IDs, set-aside databases,
+ * child workflow IDs). Run IDs are UUIDv7: their first characters are a timestamp shared by
+ * runs started close together, so the key is taken from the random tail.
+ */
+export function runKey(): string {
+  return workflowInfo().runId.replace(/-/g, '').slice(-8);
+}

@@ -8,7 +8,7 @@ import {
 import { long, quick } from './activityProxies.js';
 import { messageOf } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
-import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
+import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
 import {
@@ -134,7 +134,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     await stepWithRetry('restore', async () => {
       setPhase('rolling-back', `restoring backup ${manifest.id} into a fresh database`);
       const stamp = info.startTime.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').toLowerCase().slice(0, 13);
-      const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: info.runId.slice(0, 8), stamp });
+      const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp });
       report.asideDatabase = restored.asideDatabase;
       return undefined;
     });

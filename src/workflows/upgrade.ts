@@ -16,7 +16,7 @@ import { classifyFailure } from './classifyFailure.js';
 import { rebuildProjections } from './rebuildProjections.js';
 import { rollback } from './rollback.js';
 import { approveSignal, rejectSignal, statusQuery } from './signals.js';
-import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
+import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
 import {
@@ -168,7 +168,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       const stamp = info.startTime.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
       const manifest = await long.backupDatabase({
         deployment,
-        id: `${deployment}-${stamp}-${info.runId.slice(0, 8)}`,
+        id: `${deployment}-${stamp}-${runKey()}`,
         workflowId: info.workflowId,
         gitSha: plan.from.sha,
         gitTag: plan.from.tag,
@@ -242,7 +242,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
           let narrowPathFailed: string | undefined;
           if (!cancelled && status.classification.path === 'rebuild-projections' && inspection!.onProjectionOnlyFailure === 'rebuild-projections') {
             // Projection-only: the guide's narrow path; the full restore stays the fallback.
-            const childId = `${expectedId}-rebuild-${workflowInfo().runId.slice(0, 8)}`;
+            const childId = `${expectedId}-rebuild-${runKey()}`;
             setPhase('rebuilding-projections', `projection-only failure (${status.classification.reason}): reverting the code and rebuilding projections, no restore`, `the projection rebuild workflow ${childId}`);
             try {
               status.rebuild = await steps.compensate('rebuildProjections', () =>
@@ -258,7 +258,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
           }
           if (!status.rebuild) {
             // The database may be migrated: the guide's restore-based rollback, as a child workflow.
-            status.rollbackWorkflowId = `${expectedId}-rollback-${workflowInfo().runId.slice(0, 8)}`;
+            status.rollbackWorkflowId = `${expectedId}-rollback-${runKey()}`;
             setPhase('rolling-back', `rolling back after: ${narrowPathFailed ? `${reason} (the projection rebuild failed too: ${narrowPathFailed})` : reason}`, `the rollback workflow ${status.rollbackWorkflowId}`);
             status.rollback = await steps.compensate('rollback', () =>
               executeChild(rollback, {

@@ -96,6 +96,10 @@ export async function createE2eDeployment(
     async dispose() {
       for (const w of workers) await w.kill('SIGKILL').catch(() => {});
       await sample.stopRuntime().catch(() => {});
+      if (process.env.DGU_KEEP_TEST_DIRS) {
+        process.stderr.write(`# kept ${dir} and database ${db.name} (DGU_KEEP_TEST_DIRS)\n`);
+        return;
+      }
       await db.drop().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
     },
