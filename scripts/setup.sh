@@ -10,6 +10,17 @@ need npm "Install npm (comes with Node.js)."
 need git "Install git (apt-get install git)."
 need go "Install Go 1.25+; it builds the Temporal CLI."
 need pg_dump "Install the PostgreSQL client tools (apt-get install postgresql-client)."
+# The real BEAM sample target (test/fixtures/beam-target) needs Elixir, inets and a pure-Erlang
+# PostgreSQL driver: Debian's packages, since no Hex package can be fetched here.
+if ! command -v mix >/dev/null 2>&1 || ! ls -d /usr/lib/erlang/lib/inets-* /usr/lib/erlang/lib/p1_pgsql-* >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Elixir, erlang-inets and erlang-p1-pgsql (apt-get) for the BEAM sample target"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq elixir erlang-inets erlang-p1-pgsql >/dev/null
+  else
+    echo "setup: Elixir (mix), erlang-inets and erlang-p1-pgsql are required for the BEAM sample target; run as root: apt-get install elixir erlang-inets erlang-p1-pgsql" >&2
+    exit 2
+  fi
+fi
 node -e 'const [maj]=process.versions.node.split(".").map(Number); if (maj<20) { console.error(`setup: Node.js 20+ required, found ${process.versions.node}`); process.exit(2) }'
 
 # npm ci only when the lockfile changed since the last install.
