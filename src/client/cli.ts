@@ -88,6 +88,7 @@ const commands: Record<string, Command> = {
         if (/connect|ECONNREFUSED|transport/i.test((e as Error).message)) throw new CliError(`cannot reach Temporal: ${(e as Error).message}`, EXIT.unavailable);
         throw new CliError((e as Error).message, EXIT.badInput);
       }
+      err(`dg-upgrade worker: workflow code build ${created.workflowCode.buildId} (from ${created.workflowCode.origin})`);
       err(`dg-upgrade worker: serving task queue ${created.taskQueue} (pid ${process.pid}); SIGTERM or Ctrl-C stops it cleanly`);
       await created.worker.run();
       await created.connection.close();

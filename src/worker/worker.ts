@@ -1,10 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import * as activities from '../activities/index.js';
 import { setProfilePath } from '../activities/deployment.js';
 import { loadProfileFile, taskQueueForNode } from '../config/profile.js';
 import { temporalSettings } from '../client/temporalConnection.js';
-import { BUNDLE_PATH, WORKFLOWS_PATH } from './bundle.js';
+import { loadWorkflowCode, type WorkflowCode } from './workflowCode.js';
 
 export interface WorkerConfig {
   profilePath: string;
@@ -12,13 +11,8 @@ export interface WorkerConfig {
   node?: string;
 }
 
-function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
-  const fresh = existsSync(BUNDLE_PATH) && statSync(BUNDLE_PATH).mtimeMs >= statSync(WORKFLOWS_PATH).mtimeMs;
-  return fresh ? { workflowBundle: { codePath: BUNDLE_PATH } } : { workflowsPath: WORKFLOWS_PATH };
-}
-
 /** Creates the worker of one node: it serves the upgrade workflows and the activities that touch this node. */
-export async function createWorker(config: WorkerConfig): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection }> {
+export async function createWorker(config: WorkerConfig): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection; workflowCode: WorkflowCode }> {
   const profile = loadProfileFile(config.profilePath); // fail fast on a bad profile
   const nodes = [...new Set(Object.values(profile.deployments).map((d) => d.node))];
   const node = config.node ?? process.env.DG_UPGRADE_NODE ?? (nodes.length === 1 ? nodes[0]! : 'local');
@@ -29,17 +23,22 @@ export async function createWorker(config: WorkerConfig): Promise<{ worker: Work
   const settings = temporalSettings();
   const connection = await NativeConnection.connect({ address: settings.address, tls: settings.tls, apiKey: settings.apiKey });
   const taskQueue = taskQueueForNode(node);
+  const workflowCode = await loadWorkflowCode();
   const worker = await Worker.create({
     connection,
     namespace: settings.namespace,
     taskQueue,
     activities,
-    ...workflowSource(),
+    workflowBundle: { code: workflowCode.code },
+    // Recorded on every workflow task this worker completes: `dg-upgrade status` shows it. No
+    // Worker Versioning (docs/decisions.md): a new worker takes over all runs, and patched()
+    // keeps it deterministic against the histories of the previous one.
+    buildId: workflowCode.buildId,
     // Activities stop (and heartbeat their cancellation) within this grace time on SIGTERM.
     shutdownGraceTime: '10 seconds',
     // After a worker dies, its sticky queue holds the run's next workflow task until this
     // expires; keep it short so that a replacement worker takes over in seconds.
     stickyQueueScheduleToStartTimeout: '2 seconds',
   });
-  return { worker, taskQueue, connection };
+  return { worker, taskQueue, connection, workflowCode };
 }

@@ -1,0 +1,306 @@
+/**
+ * Records the workflow histories that test/replay.test.ts replays: runs the end-to-end
+ * scenarios against a checkout of dg-upgrade (its own worker, CLI and test helpers, on a
+ * Temporal dev server of its own) and writes every run's history as JSON into
+ * test/fixtures/histories/<release>/, with an index.json that says what each one is.
+ *
+ *   npm run record-histories -- [--checkout DIR] [--release NAME] [--only a,b]
+ *
+ * --checkout defaults to this checkout. Before a release, record from the release's own
+ * commit (a `git worktree` of it, built with `npx tsc -p . && node dist/src/worker/bundle.js`),
+ * so that the histories are the ones its runs leave behind. See docs/workflow-changes.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { Client, Connection } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+
+type E2eModule = typeof import('../test/support/e2e.js');
+type TemporalModule = typeof import('../test/support/temporal.js');
+type E2eDeployment = import('../test/support/e2e.js').E2eDeployment;
+type TestTemporal = import('../test/support/temporal.js').TestTemporal;
+
+const THIS_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+interface Helpers {
+  e2e: E2eModule;
+  temporal: TemporalModule;
+}
+
+interface Scenario {
+  name: string;
+  description: string;
+  run(h: Helpers, temporal: TestTemporal): Promise<E2eDeployment>;
+}
+
+function check(ok: boolean, what: string, detail: unknown): void {
+  if (!ok) throw new Error(`${what}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
+}
+
+async function cliOk(d: E2eDeployment, args: string[], expectedExit = 0): Promise<string> {
+  const r = await d.cli(args);
+  check(r.exitCode === expectedExit, `dg-upgrade ${args.join(' ')} exited ${r.exitCode}, expected ${expectedExit}`, r.stdout + r.stderr);
+  return r.stdout;
+}
+
+async function insertLateEvents(d: E2eDeployment): Promise<void> {
+  const client = new pg.Client({ connectionString: d.databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload) VALUES ('default', 'trace-late', 'trace.started', '{}'), ('default', 'trace-late', 'trace.annotated', '{}')`);
+  } finally {
+    await client.end();
+  }
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'approved',
+    description: 'upgrade v0.1.0 -> v0.2.0 waits for approval, is approved, succeeds',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-approved');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0']);
+      await cliOk(d, ['approve', d.name, '--comment', 'recorded']);
+      await cliOk(d, ['status', d.name, '--follow']);
+      return d;
+    },
+  },
+  {
+    name: 'rejected',
+    description: 'upgrade to v0.2.0 is rejected at the approval gate; nothing changed',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-rejected');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0']);
+      await cliOk(d, ['reject', d.name, '--comment', 'not today']);
+      await cliOk(d, ['status', d.name, '--follow'], 3);
+      return d;
+    },
+  },
+  {
+    name: 'approval-timed-out',
+    description: 'no approval within the 2 s approval timeout; nothing changed',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-timeout', { approvalTimeout: '2s' });
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--follow'], 3);
+      return d;
+    },
+  },
+  {
+    name: 'smoke-fails-rollback',
+    description: 'v0.3.0 fails its smoke checks; the upgrade starts a child rollback that restores v0.1.0 (parent and child history)',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-smokefail');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes', '--follow'], 1);
+      return d;
+    },
+  },
+  {
+    name: 'migration-fails-rollback',
+    description: 'v0.2.1 fails half-way through its migrations; the child rollback restores v0.1.0 (parent and child history)',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-halfmig');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--follow'], 1);
+      return d;
+    },
+  },
+  {
+    name: 'data-loss-accepted',
+    description: 'v0.3.0 fails smoke after events were written past the backup; the rollback waits at the data-loss gate, a wrong count is refused, the right one accepted',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-dataloss');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes']);
+      await e2e.waitForStatus(d, (s) => s.steps.some((st: any) => st.name === 'backup' && st.state === 'succeeded'), 'the backup');
+      await insertLateEvents(d);
+      const upgrading = await e2e.waitForStatus(d, (s) => !!s.rollbackWorkflowId, 'the rollback to start');
+      await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-data-loss-approval', 'the data-loss gate', 120_000, ['--workflow-id', upgrading.rollbackWorkflowId]);
+      await cliOk(d, ['accept-data-loss', d.name, '--events', '5'], 7);
+      await cliOk(d, ['accept-data-loss', d.name, '--events', '2', '--by', 'recorder']);
+      await cliOk(d, ['status', d.name, '--follow'], 1);
+      return d;
+    },
+  },
+  {
+    name: 'rollback-blocked-retry',
+    description: 'the child rollback fails at startOld (port taken), blocks, an early retry fails again, a retry after the port is freed finishes it',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createE2eDeployment(temporal, 'h-rbretry');
+      await d.bootstrap();
+      await e2e.waitCaughtUp(d);
+      const failDir = mkdtempSync(path.join(os.tmpdir(), 'dgu-record-failpoints-'));
+      await d.startWorker({ DG_UPGRADE_FAILPOINTS: 'restore.beforeSwap:mark', DG_UPGRADE_FAILPOINT_DIR: failDir });
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes']);
+      const marker = path.join(failDir, 'restore.beforeSwap');
+      for (let i = 0; i < 2400 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 50));
+      check(existsSync(marker), 'the rollback reached its restore', marker);
+      const squatter = http.createServer((_req, res) => res.end('{"squatter": true}')).listen(d.port, '127.0.0.1');
+      try {
+        const upgrading = await e2e.waitForStatus(d, (s) => !!s.rollbackWorkflowId, 'the rollback to start');
+        const id = ['--workflow-id', upgrading.rollbackWorkflowId];
+        await e2e.waitForStatus(d, (s) => s.phase === 'rollback-blocked', 'the rollback to block', 120_000, id);
+        await cliOk(d, ['retry', d.name, '--comment', 'too early']);
+        await e2e.waitForStatus(d, (s) => s.phase === 'rollback-blocked' && /retrying|failed/.test(s.summary), 'the retry to fail again', 60_000, id);
+      } finally {
+        await new Promise((r) => squatter.close(r));
+      }
+      await cliOk(d, ['retry', d.name, '--by', 'recorder', '--comment', 'port freed']);
+      await cliOk(d, ['status', d.name, '--follow'], 1);
+      return d;
+    },
+  },
+  {
+    name: 'projection-rebuild',
+    description: 'v0.2.2 (projection bug, no migration) fails smoke; the narrow path rebuilds projections on v0.1.0 without a restore (parent and rebuildProjections child)',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-projbug');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.2', '--yes', '--follow'], 1);
+      return d;
+    },
+  },
+  {
+    name: 'release-model',
+    description: 'release-model install (mix release) upgraded v0.1.0 -> v0.2.0 without approval',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-relmodel', { model: 'release' });
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
+      return d;
+    },
+  },
+  {
+    name: 'cancel-before-cutover',
+    description: 'upgrade cancelled by the operator during the (slowed) build; nothing changed',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-cancel');
+      const restore = e2e.editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = '8000'));
+      try {
+        await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes']);
+        await e2e.waitForStatus(d, (s) => s.phase === 'building' || s.steps?.some((st: any) => st.name === 'build' && st.state === 'running'), 'the build', 60_000);
+        await cliOk(d, ['cancel', d.name]);
+        await cliOk(d, ['status', d.name, '--follow'], 3);
+      } finally {
+        restore();
+      }
+      return d;
+    },
+  },
+  {
+    name: 'manual-rollback',
+    description: 'a good upgrade to v0.2.0, then `dg-upgrade rollback` (a standalone rollback run) back to v0.1.0',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-manualrb');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
+      await cliOk(d, ['rollback', '--deployment', d.name, '--follow']);
+      return d;
+    },
+  },
+  {
+    name: 'standalone-rebuild',
+    description: '`dg-upgrade rebuild-projections` of trace_summary on its own',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-rebuild');
+      await cliOk(d, ['rebuild-projections', '--deployment', d.name, '--projections', 'trace_summary', '--follow']);
+      return d;
+    },
+  },
+];
+
+export interface HistoryIndexEntry {
+  file: string;
+  scenario: string;
+  description: string;
+  workflowType: string;
+  workflowId: string;
+  /** Which run of the scenario this is: "main" for the run the CLI started, else the child's workflow type. */
+  role: string;
+}
+
+export interface HistoryIndex {
+  release: string;
+  recordedFrom: { commit: string; version: string };
+  recordedAt: string;
+  histories: HistoryIndexEntry[];
+}
+
+async function exportHistories(temporal: TestTemporal, d: E2eDeployment, scenario: Scenario, outDir: string): Promise<HistoryIndexEntry[]> {
+  const connection = await Connection.connect({ address: temporal.address });
+  try {
+    const client = new Client({ connection, namespace: temporal.namespace });
+    const entries: HistoryIndexEntry[] = [];
+    const runs = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH "dg-upgrade-${d.name}"` })) runs.push(wf);
+    runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
+    check(runs.length > 0, `scenario ${scenario.name} left no run`, d.name);
+    for (const wf of runs) {
+      check(wf.status.name !== 'RUNNING', `scenario ${scenario.name}: run ${wf.workflowId} is still running`, wf.status.name);
+      const isChild = !!wf.parentExecution;
+      const role = isChild ? wf.type : entries.some((e) => e.role === 'main') ? wf.type : 'main';
+      const file = role === 'main' ? `${scenario.name}.json` : `${scenario.name}.${wf.type}.json`;
+      const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+      writeFileSync(path.join(outDir, file), `${historyToJSON(history)}\n`);
+      entries.push({ file, scenario: scenario.name, description: scenario.description, workflowType: wf.type, workflowId: wf.workflowId, role });
+    }
+    return entries;
+  } finally {
+    await connection.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { checkout: { type: 'string' }, release: { type: 'string' }, only: { type: 'string' } } });
+  const checkout = path.resolve(values.checkout ?? THIS_ROOT);
+  const e2ePath = path.join(checkout, 'dist/test/support/e2e.js');
+  if (!existsSync(e2ePath) || !existsSync(path.join(checkout, 'dist/workflow-bundle.js'))) {
+    throw new Error(`${checkout} is not built: run \`npx tsc -p . && node dist/src/worker/bundle.js\` there first`);
+  }
+  const commit = execFileSync('git', ['-C', checkout, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  const version = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')).version as string;
+  const release = values.release ?? `${version}-${commit}`;
+  const outDir = path.join(THIS_ROOT, 'test/fixtures/histories', release);
+  mkdirSync(outDir, { recursive: true });
+  const only = values.only?.split(',');
+  const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.name));
+
+  const helpers: Helpers = {
+    e2e: await import(pathToFileURL(e2ePath).href),
+    temporal: await import(pathToFileURL(path.join(checkout, 'dist/test/support/temporal.js')).href),
+  };
+  const indexPath = path.join(outDir, 'index.json');
+  const previous: HistoryIndex | undefined = existsSync(indexPath) ? JSON.parse(readFileSync(indexPath, 'utf8')) : undefined;
+  const kept = (previous?.histories ?? []).filter((h) => !scenarios.some((s) => s.name === h.scenario));
+  const temporal = await helpers.temporal.startTestTemporal();
+  const recorded: HistoryIndexEntry[] = [];
+  try {
+    for (const scenario of scenarios) {
+      const started = Date.now();
+      process.stderr.write(`record: ${scenario.name} (code of ${checkout} at ${commit})\n`);
+      const d = await scenario.run(helpers, temporal);
+      try {
+        const entries = await exportHistories(temporal, d, scenario, outDir);
+        recorded.push(...entries);
+        process.stderr.write(`record: ${scenario.name}: ${entries.map((e) => e.file).join(', ')} in ${Math.round((Date.now() - started) / 1000)} s\n`);
+      } finally {
+        await d.dispose();
+      }
+    }
+  } finally {
+    await temporal.dispose();
+  }
+  const index: HistoryIndex = {
+    release,
+    recordedFrom: { commit, version },
+    recordedAt: new Date().toISOString(),
+    histories: [...kept, ...recorded].sort((a, b) => a.file.localeCompare(b.file)),
+  };
+  writeFileSync(indexPath, `${JSON.stringify(index, null, 2)}\n`);
+  process.stderr.write(`record: ${recorded.length} histories written to ${outDir}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`record-histories: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
