@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { heartbeat, sleep } from './heartbeat.js';
@@ -13,6 +13,13 @@ import { beamDirOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
 /** What the process adapter records about the runtime it started. */
 interface RuntimeRecord {
   pid: number;
+  /**
+   * The kernel's start time of the process (field 22 of /proc/<pid>/stat, clock ticks since
+   * boot), read right after the fork. pid + start time names one process for ever: a reused pid
+   * has another start time. Unlike the environment, it is set at fork, so it cannot be read
+   * half-written while the child is still exec'ing.
+   */
+  procStart?: string;
   dir: string;
   startedAt: string;
   logFile: string;
@@ -43,18 +50,30 @@ function readRecord(d: ResolvedDeployment): RuntimeRecord | undefined {
   }
 }
 
-/** Alive and really ours: the pid could have been reused by an unrelated process since. */
-function isOurProcess(d: ResolvedDeployment, pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
+interface ProcStat {
+  state: string;
+  startTime: string;
+}
+
+/** State and start time from /proc/<pid>/stat; the command name may hold spaces and parens. */
+function procStat(pid: number): ProcStat | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (/\) Z /.test(stat)) return false; // zombie
-    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
-    return environ.split('\0').includes(`${MARKER}=${d.name}`);
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, startTime: fields[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Alive (not a zombie) and really the process dg-upgrade started: the pid may have been reused since. */
+function isOurProcess(d: ResolvedDeployment, record: RuntimeRecord): boolean {
+  const stat = procStat(record.pid);
+  if (!stat || stat.state === 'Z' || stat.state === 'X') return false;
+  if (record.procStart !== undefined) return stat.startTime === record.procStart;
+  // A record written by an older dg-upgrade: fall back to the environment marker.
+  try {
+    return readFileSync(`/proc/${record.pid}/environ`, 'utf8').split('\0').includes(`${MARKER}=${d.name}`);
   } catch {
     return false;
   }
@@ -101,16 +120,19 @@ export async function probeRuntime(deployment: string): Promise<RuntimeProbe> {
   const base = { answering: health !== undefined, healthStatus: health?.status, version: health?.body?.version as string | undefined };
   if (d.profile.runtime.adapter === 'command') return { running: await commandSaysRunning(d), ...base };
   const record = readRecord(d);
-  const running = record !== undefined && isOurProcess(d, record.pid);
+  const running = record !== undefined && isOurProcess(d, record);
   return { running, pid: running ? record!.pid : undefined, dir: running ? record!.dir : undefined, ...base };
 }
+
+/** Short polls: every poll interval spent after the state changed is downtime. */
+const POLL_MS = 50;
 
 async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return true;
     heartbeat(what);
-    await sleep(250);
+    await sleep(POLL_MS);
   }
   return check();
 }
@@ -128,6 +150,9 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
   if (current.running && rt.adapter === 'process' && current.dir !== dir) {
     throw ApplicationFailure.nonRetryable(`a runtime from ${current.dir} (pid ${current.pid}) is still running; stop it before starting ${dir}`);
   }
+  // Set when this attempt spawned the process: its exit is then known at once, not by polling.
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  let exitEvent: Promise<void> | undefined;
   if (!current.running) {
     if (current.answering) {
       throw ApplicationFailure.nonRetryable(
@@ -151,20 +176,29 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
         child.once('spawn', () => resolve(child.pid!));
         child.once('error', reject);
       });
+      exitEvent = new Promise((resolve) => child.once('exit', (code, signal) => resolve(void (exited = { code, signal }))));
       child.unref();
-      const record: RuntimeRecord = { pid, dir, startedAt: new Date().toISOString(), logFile };
-      writeFileSync(pidfileOf(d), JSON.stringify(record, null, 2));
+      // The pidfile is written only after the spawn succeeded, with the identity read from the
+      // kernel (start time), so "ours and alive" never depends on a half-exec'd process.
+      const record: RuntimeRecord = { pid, procStart: procStat(pid)?.startTime, dir, startedAt: new Date().toISOString(), logFile };
+      writeFileSync(`${pidfileOf(d)}.tmp`, JSON.stringify(record, null, 2));
+      renameSync(`${pidfileOf(d)}.tmp`, pidfileOf(d));
       await failpoint('startRuntime.afterSpawn');
     } else {
       await runCommand(rt.start[0]!, rt.start.slice(1), { cwd: beamDirOf(d, dir), env: { ...runtimeEnv(d), [MARKER]: d.name }, secrets: secretValues(d) });
     }
   }
+  const exitedDuringStart = async () => {
+    // The kernel may show the process gone a moment before node reports its exit status.
+    if (exitEvent) await Promise.race([exitEvent, sleep(1000)]);
+    const how = !exited ? 'exited' : exited.signal ? `was killed by ${exited.signal}` : `exited with code ${exited.code}`;
+    const logFile = path.join(runDirOf(d), 'runtime.log');
+    return ApplicationFailure.nonRetryable(`the runtime ${how} during start; last lines of ${logFile}:\n${logTail(d, logFile)}`);
+  };
   const ok = await waitUntil('waiting for /api/healthz', timeoutMs, async () => {
+    if (exited) throw await exitedDuringStart();
     const probe = await probeRuntime(deployment);
-    if (rt.adapter === 'process' && !probe.running) {
-      const logFile = path.join(runDirOf(d), 'runtime.log');
-      throw ApplicationFailure.nonRetryable(`the runtime exited during start; last lines of ${logFile}:\n${logTail(d, logFile)}`);
-    }
+    if (rt.adapter === 'process' && !probe.running) throw await exitedDuringStart();
     return probe.healthStatus === 200;
   });
   if (!ok) throw ApplicationFailure.nonRetryable(`the runtime did not answer /api/healthz with 200 within ${rt.startTimeout}; see its log in ${runDirOf(d)}`);
@@ -193,14 +227,14 @@ export async function stopRuntime(deployment: string): Promise<{ wasRunning: boo
   }
   const record = readRecord(d);
   let forced = false;
-  const wasRunning = record !== undefined && isOurProcess(d, record.pid);
+  const wasRunning = record !== undefined && isOurProcess(d, record);
   if (wasRunning) {
     signalGroup(record!.pid, 'SIGTERM');
-    const exited = await waitUntil('waiting for graceful stop', timeoutMs, async () => !isOurProcess(d, record!.pid));
+    const exited = await waitUntil('waiting for graceful stop', timeoutMs, async () => !isOurProcess(d, record!));
     if (!exited) {
       forced = true;
       signalGroup(record!.pid, 'SIGKILL');
-      await waitUntil('waiting for forced stop', 5000, async () => !isOurProcess(d, record!.pid));
+      await waitUntil('waiting for forced stop', 5000, async () => !isOurProcess(d, record!));
     }
   }
   if (wasRunning) await failpoint('stopRuntime.afterStop');
