@@ -4,6 +4,7 @@ import { workflowUiLink } from './temporalConnection.js';
 import { CliError, EXIT, EXIT_CODE_HELP } from './exitCodes.js';
 import {
   connect,
+  deploymentOfLockId,
   describeOrFail,
   finalResult,
   handleFor,
@@ -13,7 +14,9 @@ import {
   runPlan,
   startOperation,
   startUpgrade,
+  stuckRunError,
   watchStatus,
+  workflowTaskTrouble,
   type Session,
 } from './operations.js';
 import { formatBytes, renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
@@ -43,6 +46,25 @@ async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
   }
 }
 
+/** The documented error form: one `dg-upgrade: error:` line, then where it came from and what to do. */
+function errorText(error: CliError): string {
+  const lines = [`dg-upgrade: error: ${error.message.split('\n').join(' ')}`];
+  if (error.chain?.length) lines.push(`  cause: ${error.chain.map((l) => l.split('\n')[0]).join(' <- ')}`);
+  if (error.hint) lines.push(`  hint: ${error.hint}`);
+  return lines.join('\n');
+}
+
+/** A plan hash is the 24 hex digits the plan step computed; anything else approves nothing. */
+function checkPlanHash(hash: string): void {
+  if (!/^[0-9a-f]{24}$/.test(hash)) {
+    throw new CliError(
+      `--plan-hash ${JSON.stringify(hash)} is not a plan hash (24 hex digits); nothing was approved`,
+      EXIT.badInput,
+      'copy the hash of the plan from: dg-upgrade status <deployment>',
+    );
+  }
+}
+
 function requireFlag(values: Record<string, any>, name: string, what: string): string {
   const v = values[name];
   if (typeof v !== 'string' || !v) throw new CliError(`missing --${name} (${what})`, EXIT.badInput);
@@ -62,12 +84,12 @@ async function follow(session: Session, workflowId: string, json: boolean): Prom
   await watchStatus(handle, (s) => printer.update(s));
   const final = await finalResult(handle);
   const status = await readStatus(handle).catch(() => undefined);
-  if (json) out(JSON.stringify({ exitCode: final.exitCode, status, result: final.result, error: final.error?.message }, null, 2));
+  if (json) out(JSON.stringify({ exitCode: final.exitCode, status, result: final.result, error: final.error?.message, hint: final.error?.hint, cause: final.error?.chain }, null, 2));
   else {
     if (status) out(renderStatus(status));
-    if (final.error) err(`dg-upgrade: ${final.error.message}`);
     out(`Temporal UI: ${workflowUiLink(session.settings, workflowId)}`);
   }
+  if (final.error) err(errorText(final.error));
   return final.exitCode;
 }
 
@@ -141,22 +163,34 @@ const commands: Record<string, Command> = {
     },
   },
   approve: {
-    summary: 'approve the plan an upgrade waits on (send the approve signal)',
-    usage: 'dg-upgrade approve D|--workflow-id ID [--plan-hash H] [--comment TEXT] [--by NAME] [--json]',
+    summary: 'approve the plan an upgrade waits on (send the approve signal with its exact plan hash)',
+    usage: 'dg-upgrade approve D|--workflow-id ID --plan-hash H [--comment TEXT] [--by NAME] [--json]',
     options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, 'plan-hash': { type: 'string' }, comment: { type: 'string' }, by: { type: 'string' } },
-    examples: ['dg-upgrade approve prod', 'dg-upgrade approve prod --plan-hash 3f2a9c0d1e2b4a5c6d7e8f90 --comment "window 22:00"', 'dg-upgrade approve --workflow-id dg-upgrade-prod'],
+    examples: ['dg-upgrade approve prod --plan-hash 3f2a9c0d1e2b4a5c6d7e8f90 --comment "window 22:00"', 'dg-upgrade approve prod                      # shows the plan and its hash, approves nothing', 'dg-upgrade approve --workflow-id dg-upgrade-prod --plan-hash 3f2a9c0d1e2b4a5c6d7e8f90'],
     async run(values, positionals) {
+      const which = target(values, positionals);
+      const given = values['plan-hash'] as string | undefined;
+      if (given !== undefined) checkPlanHash(given);
       return withSession(async (session) => {
-        const handle = handleFor(session, target(values, positionals));
+        const handle = handleFor(session, which);
         const status = await awaitingDecision(handle, 'approve');
-        if (values['plan-hash'] && values['plan-hash'] !== status.planHash) {
-          throw new CliError(`plan hash ${values['plan-hash']} is stale: the run waits on plan ${status.planHash}`, EXIT.stalePlan, `review it with: dg-upgrade status ${status.deployment}`);
+        if (given === undefined) {
+          // Approval names the plan it approves: show it, approve nothing.
+          if (status.plan && status.planHash) out(values.json ? JSON.stringify({ workflowId: handle.workflowId, planHash: status.planHash, plan: status.plan }, null, 2) : renderPlan(status.plan, status.planHash));
+          throw new CliError(
+            `approval needs the hash of the plan it approves: ${handle.workflowId} waits on plan ${status.planHash}; nothing was approved`,
+            EXIT.badInput,
+            `review the plan, then: dg-upgrade approve ${status.deployment} --plan-hash ${status.planHash}`,
+          );
+        }
+        if (given !== status.planHash) {
+          throw new CliError(`plan hash ${given} is stale: the run waits on plan ${status.planHash}; nothing was approved`, EXIT.stalePlan, `review it with: dg-upgrade status ${status.deployment}`);
         }
         const by = operatorName(values.by);
-        await handle.signal('approve', { by, planHash: status.planHash!, comment: values.comment });
+        await handle.signal('approve', { by, planHash: given, comment: values.comment });
         const after = await confirmDecision(handle);
         if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, decision: after.decision }, null, 2));
-        else out(`Approved plan ${status.planHash} of ${handle.workflowId} as ${by}`);
+        else out(`Approved plan ${given} of ${handle.workflowId} as ${by}`);
         return EXIT.ok;
       });
     },
@@ -180,18 +214,31 @@ const commands: Record<string, Command> = {
     },
   },
   cancel: {
-    summary: 'cancel a running operation: before cutover it aborts (old version keeps serving)',
+    summary: 'cancel a running operation: before cutover it aborts (old version keeps serving); a run stuck before its first step is terminated',
     usage: 'dg-upgrade cancel D|--workflow-id ID [--json]',
     options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' } },
-    examples: ['dg-upgrade cancel prod'],
+    examples: ['dg-upgrade cancel prod', 'dg-upgrade cancel --workflow-id dg-upgrade-prod --json'],
     async run(values, positionals) {
       return withSession(async (session) => {
         const handle = handleFor(session, target(values, positionals));
         const desc = await describeOrFail(handle);
-        if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} is not running (${desc.status.name})`, EXIT.invalidState);
+        if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} is not running (${desc.status.name}); nothing to cancel`, EXIT.invalidState, 'list runs with: dg-upgrade list');
+        const deployment = (desc.searchAttributes?.DgDeployment?.[0] as string | undefined) ?? deploymentOfLockId(handle.workflowId);
+        const trouble = await workflowTaskTrouble(handle, desc);
+        if (trouble && !trouble.neverStarted) throw stuckRunError(handle.workflowId, deployment, trouble);
+        if (trouble) {
+          // A cancel is delivered by a workflow task, which this run never completes: terminate it.
+          // Safe: without a completed workflow task no activity was ever scheduled.
+          const reason = `dg-upgrade cancel by ${operatorName(undefined)}: the run never completed its first workflow task (${trouble.message.split('\n')[0]!.slice(0, 200)}); no step ran`;
+          if (!values.json) out(`${handle.workflowId} never completed its first workflow task (the worker fails it: ${trouble.message.split('\n')[0]}).\nNo step has run, so a cancel cannot reach it; terminating it instead.`);
+          await handle.terminate(reason);
+          if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, runId: desc.runId, terminated: true, reason, exitCode: EXIT.terminatedStuck }));
+          else out(`Terminated ${handle.workflowId} (run ${desc.runId}); nothing changed${deployment ? `, and deployment ${deployment} is free for a new operation` : ''}.`);
+          return EXIT.terminatedStuck;
+        }
         await handle.cancel();
         if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, cancelRequested: true }));
-        else out(`Cancellation requested for ${handle.workflowId}; follow with: dg-upgrade status ${desc.searchAttributes?.DgDeployment?.[0] ?? ''} --follow`);
+        else out(`Cancellation requested for ${handle.workflowId}; follow with: dg-upgrade status ${deployment ?? `--workflow-id ${handle.workflowId}`} --follow`);
         return EXIT.ok;
       });
     },
@@ -430,6 +477,8 @@ async function awaitingDecision(handle: ReturnType<typeof handleFor>, verb: stri
   if (desc.status.name !== 'RUNNING') {
     throw new CliError(`${handle.workflowId} already finished (${desc.status.name}); nothing to ${verb}`, EXIT.invalidState, 'start a new upgrade instead');
   }
+  const trouble = await workflowTaskTrouble(handle, desc);
+  if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
   const status = await handle.query<UpgradeStatus>('status');
   if (status.decision) throw new CliError(`${handle.workflowId} was already ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}`, EXIT.invalidState);
   if (verb === 'approve' && status.phase !== 'awaiting-approval') {
@@ -496,8 +545,8 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(parsed.values as Record<string, any>, parsed.positionals);
   } catch (e) {
     const error = e instanceof CliError ? e : new CliError((e as Error).message, EXIT.failed);
-    if (json) out(JSON.stringify({ error: error.message, hint: error.hint, exitCode: error.exitCode }));
-    err(`dg-upgrade: error: ${error.message}${error.hint ? `\n  hint: ${error.hint}` : ''}`);
+    if (json) out(JSON.stringify({ error: error.message, hint: error.hint, cause: error.chain, exitCode: error.exitCode }));
+    err(errorText(error));
     return error.exitCode;
   }
 }

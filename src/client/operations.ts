@@ -5,10 +5,11 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowFailedError,
   WorkflowNotFoundError,
+  type WorkflowExecutionDescription,
   type WorkflowHandle,
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure, TerminatedFailure } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, CancelledFailure, ChildWorkflowFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
 import { getDeployment, loadProfileFile, modelProblem, ProfileError, profilePathFromEnv, taskQueueForNode, type ResolvedDeployment } from '../config/profile.js';
 import { lockWorkflowId } from '../workflows/lock.js';
 import { FAILURE_TYPES, type UpgradeInput, type UpgradeResult, type UpgradeStatus } from '../workflows/types.js';
@@ -117,11 +118,13 @@ export async function startOperation(
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      const running = await session.client.workflow.getHandle(workflowId).describe().catch(() => undefined);
+      const handle = session.client.workflow.getHandle(workflowId);
+      const running = await handle.describe().catch(() => undefined);
+      const trouble = running ? await workflowTaskTrouble(handle, running).catch(() => undefined) : undefined;
       throw new CliError(
-        `deployment "${d.name}" already has an operation running (${running?.type ?? 'workflow'} ${workflowId}, run ${running?.runId ?? '?'})`,
+        `deployment "${d.name}" already has an operation running (${running?.type ?? 'workflow'} ${workflowId}, run ${running?.runId ?? '?'})${trouble ? `, stuck: the worker fails its workflow task: ${trouble.message.split('\n')[0]}` : ''}`,
         EXIT.conflict,
-        `follow it with: dg-upgrade status ${d.name} --follow`,
+        trouble?.neverStarted ? `it never started a step; free the deployment with: dg-upgrade cancel ${d.name}` : `follow it with: dg-upgrade status ${d.name} --follow`,
       );
     }
     throw err;
@@ -159,9 +162,14 @@ export async function describeOrFail(handle: WorkflowHandle) {
   }
 }
 
-/** The status query; for a finished run whose query cannot be served, the result or failure details. */
+/**
+ * The status query; for a finished run whose query cannot be served, the result or failure details.
+ * A running workflow stuck on a failing workflow task is reported as such (no query can reach it).
+ */
 export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus> {
   const desc = await describeOrFail(handle);
+  const trouble = await workflowTaskTrouble(handle, desc);
+  if (trouble) throw stuckRunError(handle.workflowId, desc.searchAttributes?.DgDeployment?.[0] as string | undefined ?? deploymentOfLockId(handle.workflowId), trouble);
   try {
     return await handle.query<UpgradeStatus>('status');
   } catch (err) {
@@ -181,33 +189,115 @@ export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus>
   }
 }
 
+/** "dg-upgrade-prod" -> "prod" (the deployment whose lock the workflow ID is). */
+export function deploymentOfLockId(workflowId: string): string | undefined {
+  const m = /^dg-upgrade-([a-z0-9][a-z0-9-]*)$/.exec(workflowId);
+  return m?.[1];
+}
+
 export interface FinalResult {
   exitCode: number;
   result?: UpgradeResult;
   error?: CliError;
 }
 
-export function cliErrorOfFailure(err: unknown): CliError {
-  if (err instanceof WorkflowFailedError) {
-    const cause = err.cause;
-    if (cause instanceof CancelledFailure) return new CliError('cancelled by an operator', EXIT.rejected);
-    if (cause instanceof TerminatedFailure) return new CliError(`terminated: ${cause.message}`, EXIT.failed);
-    if (cause instanceof ApplicationFailure) {
-      const compensationFailed = cause.type === FAILURE_TYPES.failed && /COMPENSATION FAILED/.test(cause.message);
-      const code = compensationFailed ? EXIT.needsAttention : (EXIT_OF_FAILURE[cause.type ?? ''] ?? EXIT.failed);
-      let message = cause.message;
-      let inner: Error | undefined = cause.cause;
-      while (inner) {
-        message = inner.message || message;
-        inner = inner.cause as Error | undefined;
-      }
-      const ownSummary = [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned].includes(cause.type as never);
-      return new CliError(ownSummary ? cause.message : message, code);
-    }
-    return new CliError(err.cause?.message ?? err.message, EXIT.failed);
+/** One link of a failure's cause chain, as the operator should read it. */
+function describeLink(e: unknown): string {
+  if (e instanceof ActivityFailure) return `activity ${e.activityType ?? '?'} failed`;
+  if (e instanceof ChildWorkflowFailure) return `child workflow ${e.execution?.workflowId ?? e.workflowType ?? '?'} failed`;
+  if (e instanceof ApplicationFailure) return `${e.type ? `[${e.type}] ` : ''}${e.message}`;
+  if (e instanceof TimeoutFailure) return `timed out (${e.timeoutType ?? '?'})`;
+  return (e as Error)?.message ?? String(e);
+}
+
+/** The cause chain of a workflow failure, outermost first: workflow -> activity -> application failure. */
+export function failureChain(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  let e: unknown = err instanceof WorkflowFailedError ? err.cause : err;
+  while (e && chain.length < 10) {
+    chain.push(e);
+    e = (e as { cause?: unknown }).cause;
   }
+  return chain;
+}
+
+/**
+ * A CliError for a failed workflow: the root cause's message (what went wrong on the worker), the
+ * exit code of the first failure type in the chain that has one, and the chain itself.
+ */
+export function cliErrorOfFailure(err: unknown): CliError {
   if (err instanceof CliError) return err;
-  return new CliError((err as Error).message, EXIT.failed);
+  if (!(err instanceof WorkflowFailedError)) return new CliError((err as Error).message, EXIT.failed);
+  const cause = err.cause;
+  if (cause instanceof CancelledFailure) return new CliError('cancelled by an operator', EXIT.rejected);
+  if (cause instanceof TerminatedFailure) return new CliError(`terminated: ${cause.message}`, EXIT.failed);
+  if (cause instanceof TimeoutFailure) return new CliError(`the run timed out (${cause.timeoutType ?? 'workflow timeout'}); is a worker serving its task queue?`, EXIT.failed, 'start one with: dg-upgrade worker');
+  const chain = failureChain(err);
+  const root = chain.at(-1) as Error | undefined;
+  const typed = chain.find((e): e is ApplicationFailure => e instanceof ApplicationFailure && !!e.type && e.type in EXIT_OF_FAILURE);
+  const outerApp = cause instanceof ApplicationFailure ? cause : undefined;
+  const compensationFailed = outerApp?.type === FAILURE_TYPES.failed && /COMPENSATION FAILED/.test(outerApp.message);
+  const code = compensationFailed ? EXIT.needsAttention : typed ? EXIT_OF_FAILURE[typed.type!]! : EXIT.failed;
+  // The upgrade's own summaries already name the step, the cause and what was put back.
+  const ownSummary = outerApp && [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned].includes(outerApp.type as never);
+  const message = ownSummary ? outerApp.message : (root?.message || cause?.message || err.message);
+  return new CliError(message, code, hintOfFailure(typed?.type ?? outerApp?.type ?? undefined), chain.length > 1 ? chain.map(describeLink) : undefined);
+}
+
+function hintOfFailure(type: string | undefined): string | undefined {
+  switch (type) {
+    case FAILURE_TYPES.invalidProfile:
+      return "fix the profile (or the secret it names) on the worker's node; the worker reads it again on the next run";
+    case FAILURE_TYPES.unknownDeployment:
+      return "check the deployment name against the worker's profile";
+    case FAILURE_TYPES.badRef:
+      return 'pass an existing tag or commit of the repository (git tag --list)';
+    case FAILURE_TYPES.databaseUnreachable:
+      return "check that the database is up and the profile's database.url is right";
+    case FAILURE_TYPES.wrongWorkflowId:
+      return 'start it with the ID the message names (dg-upgrade upgrade does)';
+    case FAILURE_TYPES.noBackup:
+      return 'list backups with: dg-upgrade backups <deployment>';
+    case FAILURE_TYPES.badInput:
+      return 'fix the input the message names and start again';
+    default:
+      return undefined;
+  }
+}
+
+/** Why a running workflow makes no progress: its workflow task keeps failing on the worker. */
+export interface WorkflowTaskTrouble {
+  /** The failure message of the last WorkflowTaskFailed event. */
+  message: string;
+  /** How many times the task was tried. */
+  attempt: number;
+  /** No workflow task ever completed: the workflow's code never started, so no step ran. */
+  neverStarted: boolean;
+}
+
+/**
+ * A running workflow whose workflow task fails again and again (an input the worker cannot decode,
+ * a worker bug) answers no query. Its describe shows the task's attempt count; the history's last
+ * WorkflowTaskFailed event says why.
+ */
+export async function workflowTaskTrouble(handle: WorkflowHandle, desc: WorkflowExecutionDescription): Promise<WorkflowTaskTrouble | undefined> {
+  if (desc.status.name !== 'RUNNING') return undefined;
+  const pending = desc.raw.pendingWorkflowTask;
+  if (!pending || (pending.attempt ?? 1) < 2) return undefined;
+  const history = await handle.fetchHistory();
+  const events = history.events ?? [];
+  const failed = events.filter((e) => e.workflowTaskFailedEventAttributes).at(-1)?.workflowTaskFailedEventAttributes;
+  if (!failed) return undefined;
+  const failure = failed.failure;
+  const message = [failure?.message, failure?.cause?.message].filter(Boolean).join(': ') || 'no failure message recorded';
+  return { message, attempt: pending.attempt ?? 2, neverStarted: !events.some((e) => e.workflowTaskCompletedEventAttributes) };
+}
+
+export function stuckRunError(workflowId: string, deployment: string | undefined, trouble: WorkflowTaskTrouble): CliError {
+  const first = `${workflowId} is stuck: the worker fails its ${trouble.neverStarted ? 'first ' : ''}workflow task (attempt ${trouble.attempt}): ${trouble.message.split('\n')[0]}`;
+  return trouble.neverStarted
+    ? new CliError(first, EXIT.needsAttention, `no step has run; free the deployment with: dg-upgrade cancel ${deployment ?? `--workflow-id ${workflowId}`} (it terminates the run), then start it again with a JSON input`)
+    : new CliError(first, EXIT.needsAttention, "fix the worker (see its log) and the run continues where it stopped; terminating it could leave the deployment half-changed");
 }
 
 export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> {
@@ -224,7 +314,7 @@ export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> 
   }
 }
 
-/** Polls the status query until `until` says stop or the run closes. */
+/** Polls the status query until `until` says stop or the run closes; a stuck run ends the wait with its failure. */
 export async function watchStatus(
   handle: WorkflowHandle,
   onStatus: (status: UpgradeStatus) => void,
@@ -234,6 +324,8 @@ export async function watchStatus(
   let last: UpgradeStatus | undefined;
   for (;;) {
     const desc = await describeOrFail(handle);
+    const trouble = await workflowTaskTrouble(handle, desc);
+    if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
     try {
       last = await handle.query<UpgradeStatus>('status');
       onStatus(last);

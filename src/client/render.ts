@@ -44,8 +44,32 @@ export function renderSteps(steps: StepStatus[]): string {
     .join('\n');
 }
 
+/**
+ * Set by the upgrade when the tag its plan resolved points elsewhere by the time it builds: the
+ * planned commit is what gets deployed, and the operator should know the tag moved.
+ */
+export interface TagMoved {
+  tag: string;
+  plannedSha: string;
+  currentSha: string;
+}
+
+/** Which commit the run deploys (the plan's, whatever the tag does later), and whether the tag moved. */
+export function renderTarget(status: UpgradeStatus & { tagMoved?: TagMoved }): string[] {
+  if (status.operation !== 'upgrade' || !status.plan) return [];
+  const to = status.plan.to;
+  const verb = status.outcome === 'succeeded' ? 'deployed' : status.outcome ? 'planned' : 'deploys';
+  const lines = [`  commit: ${verb} ${to.sha}${to.tag ? ` (${to.tag} when planned)` : ''}`];
+  const moved = status.tagMoved;
+  if (moved) {
+    lines.push(`  ! tag ${moved.tag} moved after the plan: it now points at ${moved.currentSha.slice(0, 12)}; the planned commit ${moved.plannedSha.slice(0, 12)} is the one ${verb === 'deployed' ? 'deployed' : 'deployed on approval'} (upgrade again to get ${moved.currentSha.slice(0, 12)})`);
+  }
+  return lines;
+}
+
 export function renderStatus(status: UpgradeStatus): string {
   const lines = [`${status.workflowId}  ${status.operation}  phase: ${status.phase}`, `  ${status.summary}`];
+  lines.push(...renderTarget(status));
   if (status.waitingFor) lines.push(`  waiting for: ${status.waitingFor}`);
   lines.push(renderSteps(status.steps));
   if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}${status.decision.comment ? ` (${status.decision.comment})` : ''}`);
