@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   assertRestoredToPreUpgrade,
@@ -87,7 +86,7 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     await waitCaughtUp(d);
     const before = await databaseFacts(d.databaseUrl);
     if (c.profile) editProfile(d, c.profile);
-    const failDir = mkdtempSync(path.join(os.tmpdir(), 'dgu-failpoints-'));
+    const failDir = mkdtempSync(path.join(d.dir, 'failpoints-')); // removed with the deployment's dir
     const first = await d.startWorker({ DG_UPGRADE_FAILPOINTS: c.failpoint, DG_UPGRADE_FAILPOINT_DIR: failDir });
     const started = await d.cli(['upgrade', '-d', d.name, '--to', c.target, '--yes']);
     assert.equal(started.exitCode, 0, started.stderr);

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,6 +12,7 @@ import { createSampleDeployment, type SampleDeployment } from '../../src/demo/sa
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 import { freePort } from './ports.js';
 import type { TestTemporal } from './temporal.js';
+import { filesUnder, findSecrets } from './secrets.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(PROJECT_ROOT, 'bin', 'dg-upgrade.js');
@@ -34,6 +36,10 @@ export interface E2eDeployment extends SampleDeployment {
   worker?: WorkerProcess;
   startWorker(extraEnv?: Record<string, string>): Promise<WorkerProcess>;
   cli(args: string[], opts?: { env?: Record<string, string> }): Promise<CliResult>;
+  /** stdout and stderr of every `cli` call, for the secret search. */
+  cliOutputs: string[];
+  /** The worker log files (in the deployment's dir). */
+  workerLogs: string[];
   /** Stops everything this deployment started and removes its database and files. */
   dispose(): Promise<void>;
 }
@@ -45,15 +51,22 @@ export async function createE2eDeployment(
 ): Promise<E2eDeployment> {
   const db = await createTestDatabase(label);
   const dir = mkdtempSync(path.join(os.tmpdir(), `dgu-${label}-`));
-  const sample = await createSampleDeployment({ dir, databaseUrl: db.url, port: await freePort(), name: label.replace(/[^a-z0-9-]/g, '-'), ...opts });
+  // Unique per process and call, so leftovers of an earlier killed run (processes, runs) never share a name.
+  const name = `${label.replace(/[^a-z0-9-]/g, '-').slice(0, 40)}-${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
+  const sample = await createSampleDeployment({ dir, databaseUrl: db.url, port: await freePort(), name, ...opts });
   const temporalEnv = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace, TEMPORAL_UI_URL: temporal.uiUrl };
   const baseEnv = { ...temporalEnv, DG_UPGRADE_PROFILE: sample.profilePath, ...sample.env };
   const workers: WorkerProcess[] = [];
+  const cliOutputs: string[] = [];
   const deployment: E2eDeployment = {
     ...sample,
     db,
     temporal,
     temporalEnv,
+    cliOutputs,
+    get workerLogs() {
+      return workers.map((w) => w.logFile);
+    },
     async startWorker(extraEnv = {}) {
       const logFile = path.join(dir, `worker-${workers.length + 1}.log`);
       const log = createWriteStream(logFile);
@@ -91,6 +104,7 @@ export async function createE2eDeployment(
     },
     async cli(args, cliOpts = {}) {
       const r = await execa(process.execPath, [CLI, ...args], { env: { ...baseEnv, ...cliOpts.env }, reject: false, timeout: 600_000 });
+      cliOutputs.push(`${String(r.stdout)}\n${String(r.stderr)}`);
       return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
     },
     async dispose() {
@@ -258,11 +272,20 @@ export async function historyText(temporal: TestTemporal, prefix: string): Promi
   }
 }
 
-/** No secret value of the deployment appears in the text, raw or in base64-encoded payloads. */
-export function assertNoSecrets(d: SampleDeployment, text: string): void {
-  const decoded = text.replace(/"data":"([A-Za-z0-9+/=]+)"/g, (_, b64: string) => Buffer.from(b64, 'base64').toString('utf8'));
-  assert.ok(text.length > 1000, 'there is history to search');
-  for (const [name, value] of Object.entries(d.secrets)) {
-    assert.ok(!text.includes(value) && !decoded.includes(value), `secret ${name} appears in a workflow history`);
-  }
+/**
+ * No secret value of the deployment appears, raw, base64 (any alignment, also inside decoded
+ * payloads) or hex, in the given workflow histories, nor in the worker logs, the CLI outputs of
+ * the deployment, or any file in its dir (except secrets/, which holds them by design).
+ */
+export function assertNoSecrets(d: SampleDeployment & Partial<Pick<E2eDeployment, 'cliOutputs' | 'workerLogs'>>, historyText: string): void {
+  assert.ok(historyText.length > 1000, 'there is history to search');
+  const decoded = historyText.replace(/"data":"([A-Za-z0-9+/=]+)"/g, (_, b64: string) => Buffer.from(b64, 'base64').toString('utf8'));
+  const sources: Array<{ source: string; text: string | Buffer }> = [
+    { source: 'workflow histories', text: historyText },
+    { source: 'workflow histories (payloads decoded)', text: decoded },
+    ...(d.cliOutputs ?? []).map((text, i) => ({ source: `CLI output #${i + 1}`, text })),
+    ...filesUnder(d.dir, (f) => f === path.join(d.dir, 'secrets')),
+  ];
+  const hits = findSecrets(d.secrets, sources);
+  assert.deepEqual(hits, [], `secret values found: ${hits.map((h) => `${h.secret} (${h.form}) in ${h.source}`).join('; ')}`);
 }
