@@ -23,6 +23,7 @@ import {
 } from './fixtures/sample-target/generate.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { freePort } from './support/ports.js';
+import { trafficEnvelope } from './support/traffic.js';
 
 const SECRET = 'fixture-secret-key-base-0123456789abcdef0123456789abcdef0123456789abcdef';
 
@@ -790,5 +791,131 @@ test('OTP release: mix release, eval migrate, start/daemon/pid/stop; a built rel
     assert.equal((await api(next, '/api/healthz', { token: null, tenant: null })).body.version, '0.2.0');
   } finally {
     assert.equal(await stopServer(next), 0);
+  }
+});
+
+// ------------------------------------------------------------------------------ writes (POST /api/v1/events)
+
+/** Builds `tag` in its own worktree against its own database, migrated (a failing migration is left half-applied). */
+async function serveTag(tag: string): Promise<{ server: RunningServer; db: TestDatabase }> {
+  const db = await createTestDatabase(`sample_w_${tag.replace(/\W/g, '')}`);
+  databases.push(db);
+  const wt = await fs.mkdtemp(path.join(tmpDir, `worktree-writes-${tag}-`));
+  await fs.rmdir(wt);
+  await execa('git', ['worktree', 'add', '-q', '--detach', wt, tag], { cwd: target.repoDir });
+  worktrees.push(wt);
+  const cwd = path.join(wt, 'beam');
+  const env = prodEnv(db);
+  const inWorktree = (args: string[]) => execa('mix', args, { cwd, env, extendEnv: false, reject: false, timeout: 20_000 });
+  for (const args of [['deps.get'], ['compile']]) {
+    const r = await inWorktree(args);
+    assert.equal(r.exitCode, 0, `${tag}: mix ${args.join(' ')}: ${r.stderr}`);
+  }
+  const migrated = await inWorktree(['ecto.migrate']);
+  assert.equal(migrated.exitCode, tag === 'v0.2.1' ? 1 : 0, `${tag}: mix ecto.migrate: ${migrated.stderr}`);
+  return { server: await startServer(env, { file: 'mix', args: ['phx.server'], cwd }), db };
+}
+
+test('writes: POST /api/v1/events appends one envelope, answers 201 with its log_seq, and the projector picks it up', async () => {
+  const { server, db } = await serveTag('v0.1.0');
+  try {
+    const before = await caughtUpHealth(server);
+    const envelope = trafficEnvelope('evt-sample-0001', 1);
+    const r = await api(server, '/api/v1/events', { token: SAMPLE_TOKENS.writer, method: 'POST', body: envelope });
+    assert.equal(r.status, 201, r.text);
+    assert.equal(r.body.data.projection_sync_triggered, true);
+    assert.match(r.body.request_id, /^req-/);
+    const event = r.body.data.event;
+    assert.equal(event.event_id, 'evt-sample-0001');
+    assert.equal(event.tenant_id, 'default');
+    assert.equal(event.event_type, envelope.event_type);
+    assert.equal(event.trace_id, envelope.trace_id);
+    assert.deepEqual(event.payload, envelope.payload);
+    assert.deepEqual(event.actor, envelope.actor);
+    assert.equal(event.source.producer_id, envelope.source.producer_id);
+    assert.match(event.payload_hash, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(event.log_seq, before.event_log_last_seq + 1, 'appended at the end of the log');
+    const rows = await sql<{ log_seq: string; event_id: string }>(db, 'SELECT log_seq::text, event_id FROM dg_event_log WHERE event_id = $1', ['evt-sample-0001']);
+    assert.deepEqual(rows, [{ log_seq: String(event.log_seq), event_id: 'evt-sample-0001' }]);
+
+    // The admin token writes too; a repeated idempotency key answers the stored event, a changed payload is a conflict.
+    const again = await api(server, '/api/v1/events', { method: 'POST', body: envelope });
+    assert.equal(again.status, 201, again.text);
+    assert.equal(again.body.data.event.log_seq, event.log_seq, 'an idempotent retry does not append twice');
+    const conflict = await api(server, '/api/v1/events', { method: 'POST', body: { ...envelope, payload: { other: true } } });
+    assert.equal(conflict.status, 409);
+    assert.equal(conflict.body.error.code, 'idempotency_conflict');
+    const admin = await api(server, '/api/v1/events', { method: 'POST', body: trafficEnvelope('evt-sample-0002', 2) });
+    assert.equal(admin.status, 201, admin.text);
+    assert.equal(admin.body.data.event.log_seq, event.log_seq + 1);
+
+    // Refusals: reader 403, bad or missing token 401, no tenant 400, a tenant not allowed 403, bad bodies 400.
+    const body = trafficEnvelope('evt-sample-refused', 3);
+    const post = (opts: Parameters<typeof api>[2]) => api(server, '/api/v1/events', { method: 'POST', body, ...opts });
+    assert.equal((await post({ token: SAMPLE_TOKENS.reader })).status, 403);
+    assert.equal((await post({ token: 'not-a-token' })).status, 401);
+    assert.equal((await post({ token: null })).status, 401);
+    const noTenant = await post({ tenant: null });
+    assert.equal(noTenant.status, 400);
+    assert.equal(noTenant.body.error.code, 'invalid_request');
+    assert.equal((await post({ tenant: 'other-tenant' })).status, 403);
+    for (const [what, bad] of [
+      ['malformed JSON', '{"event_id": '],
+      ['no envelope', []],
+      ['missing event_id', { ...body, event_id: undefined }],
+      ['missing payload', { ...body, payload: undefined }],
+      ['trace_seq not an integer', { ...body, trace_seq: 'one' }],
+      ['actor without actor_id', { ...body, actor: { actor_type: 'service' } }],
+      ['occurred_at not a timestamp', { ...body, occurred_at: 'yesterday' }],
+      ['event_type this version does not accept', { ...body, event_type: 'made.up' }],
+    ] as const) {
+      const r400 = await post({ token: SAMPLE_TOKENS.writer, body: bad });
+      assert.equal(r400.status, 400, `${what}: ${r400.text}`);
+      assert.equal(r400.body.error.code, 'invalid_request', what);
+    }
+    const refused = await sql<{ n: number }>(db, `SELECT count(*)::int AS n FROM dg_event_log WHERE event_id = 'evt-sample-refused'`);
+    assert.equal(refused[0]?.n, 0, 'refused writes append nothing');
+
+    // The projector picks the writes up: pending drains, the trace reads them.
+    const after = await caughtUpHealth(server);
+    assert.equal(after.event_log_last_seq, event.log_seq + 1);
+    const trace = await api(server, `/api/v1/traces/${envelope.trace_id}`, { token: SAMPLE_TOKENS.reader });
+    assert.equal(trace.status, 200, trace.text);
+    assert.equal(trace.body.data.summary.last_log_seq, event.log_seq);
+
+    // Concurrent writes get distinct log_seq values without gaps between them, each confirmed once.
+    const burst = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => api(server, '/api/v1/events', { token: SAMPLE_TOKENS.writer, method: 'POST', body: trafficEnvelope(`evt-burst-${i}`, i) })),
+    );
+    const seqs = burst.map((b) => (assert.equal(b.status, 201, b.text), b.body.data.event.log_seq as number)).sort((a, b) => a - b);
+    assert.ok(seqs[0]! > event.log_seq + 1, 'after the earlier writes');
+    assert.deepEqual(seqs, Array.from({ length: 40 }, (_, i) => seqs[0]! + i), 'consecutive (a refused insert may burn a sequence value, so not from the previous one)');
+    const drained = await caughtUpHealth(server);
+    assert.equal(drained.event_log_last_seq, seqs[39]);
+    for (const p of drained.projections as Projection[]) assert.equal(p.open_failures, 0, `${p.projection_name} has no failures from written events`);
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+});
+
+test('writes: every tag that serves takes POST /api/v1/events (v0.2.3, which does not compile, has the route in its source)', async () => {
+  for (const tag of SAMPLE_TAGS) {
+    if (tag === 'v0.2.3') {
+      const src = await execa('git', ['show', `${tag}:beam/apps/dg_web/priv/fixture/server.mjs`], { cwd: target.repoDir });
+      assert.match(src.stdout, /p === '\/api\/v1\/events'/);
+      continue;
+    }
+    const { server } = await serveTag(tag);
+    try {
+      const before = await caughtUpHealth(server);
+      const r = await api(server, '/api/v1/events', { token: SAMPLE_TOKENS.writer, method: 'POST', body: trafficEnvelope(`evt-${tag}`, 5) });
+      assert.equal(r.status, 201, `${tag}: ${r.text}`);
+      assert.equal(r.body.data.event.log_seq, before.event_log_last_seq + 1, tag);
+      assert.equal((await api(server, '/api/v1/events', { token: SAMPLE_TOKENS.reader, method: 'POST', body: trafficEnvelope(`evt-${tag}-r`, 6) })).status, 403, tag);
+      const after = await caughtUpHealth(server);
+      assert.equal(after.event_log_last_seq, r.body.data.event.log_seq, `${tag}: the projector caught up with the write`);
+    } finally {
+      assert.equal(await stopServer(server), 0, tag);
+    }
   }
 });
