@@ -265,39 +265,55 @@ function hintOfFailure(type: string | undefined): string | undefined {
   }
 }
 
-/** Why a running workflow makes no progress: its workflow task keeps failing on the worker. */
+/** Why a running workflow makes no progress: its workflow task keeps failing, or no worker takes it. */
 export interface WorkflowTaskTrouble {
-  /** The failure message of the last WorkflowTaskFailed event. */
+  /** The failure message of the last WorkflowTaskFailed event, or why no worker took the task. */
   message: string;
-  /** How many times the task was tried. */
+  /** How many times the task was tried (0: never picked up). */
   attempt: number;
   /** No workflow task ever completed: the workflow's code never started, so no step ran. */
   neverStarted: boolean;
 }
 
+/** A workflow task waiting this long for a worker is checked against the task queue's pollers. */
+const UNPICKED_TASK_MS = 5000;
+
 /**
  * A running workflow whose workflow task fails again and again (an input the worker cannot decode,
- * a worker bug) answers no query. Its describe shows the task's attempt count; the history's last
- * WorkflowTaskFailed event says why.
+ * an unknown workflow type, a worker bug) or that no worker polls for (a wrong task queue) answers
+ * no query. Its describe shows the pending task; the history's last WorkflowTaskFailed event says
+ * why it fails.
  */
 export async function workflowTaskTrouble(handle: WorkflowHandle, desc: WorkflowExecutionDescription): Promise<WorkflowTaskTrouble | undefined> {
   if (desc.status.name !== 'RUNNING') return undefined;
   const pending = desc.raw.pendingWorkflowTask;
-  if (!pending || (pending.attempt ?? 1) < 2) return undefined;
-  const history = await handle.fetchHistory();
-  const events = history.events ?? [];
-  const failed = events.filter((e) => e.workflowTaskFailedEventAttributes).at(-1)?.workflowTaskFailedEventAttributes;
-  if (!failed) return undefined;
-  const failure = failed.failure;
-  const message = [failure?.message, failure?.cause?.message].filter(Boolean).join(': ') || 'no failure message recorded';
-  return { message, attempt: pending.attempt ?? 2, neverStarted: !events.some((e) => e.workflowTaskCompletedEventAttributes) };
+  if (!pending) return undefined;
+  const attempt = pending.attempt ?? 1;
+  let message: string | undefined;
+  if (attempt >= 2) {
+    const failed = (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes).at(-1)?.workflowTaskFailedEventAttributes;
+    if (!failed) return undefined;
+    message = [failed.failure?.message, failed.failure?.cause?.message].filter(Boolean).join(': ') || 'no failure message recorded';
+  } else {
+    const scheduledMs = Number(pending.scheduledTime?.seconds ?? 0) * 1000;
+    const notStarted = !pending.startedTime || Number(pending.startedTime.seconds ?? 0) === 0;
+    if (!notStarted || !scheduledMs || Date.now() - scheduledMs < UNPICKED_TASK_MS) return undefined;
+    const { workflowService, options } = handle.client;
+    const queue = await workflowService.describeTaskQueue({ namespace: options.namespace, taskQueue: { name: desc.taskQueue }, taskQueueType: 1 /* WORKFLOW */ });
+    if (queue.pollers?.length) return undefined;
+    message = `no worker polls its task queue "${desc.taskQueue}" (wrong task queue, or the worker is down)`;
+  }
+  const events = (await handle.fetchHistory()).events ?? [];
+  return { message, attempt: attempt >= 2 ? attempt : 0, neverStarted: !events.some((e) => e.workflowTaskCompletedEventAttributes) };
 }
 
 export function stuckRunError(workflowId: string, deployment: string | undefined, trouble: WorkflowTaskTrouble): CliError {
-  const first = `${workflowId} is stuck: the worker fails its ${trouble.neverStarted ? 'first ' : ''}workflow task (attempt ${trouble.attempt}): ${trouble.message.split('\n')[0]}`;
+  const what = trouble.attempt ? `the worker fails its ${trouble.neverStarted ? 'first ' : ''}workflow task (attempt ${trouble.attempt})` : 'its workflow task waits for a worker';
+  const first = `${workflowId} is stuck: ${what}: ${trouble.message.split('\n')[0]}`;
+  const cancel = `dg-upgrade cancel ${deployment ?? `--workflow-id ${workflowId}`}`;
   return trouble.neverStarted
-    ? new CliError(first, EXIT.needsAttention, `no step has run; free the deployment with: dg-upgrade cancel ${deployment ?? `--workflow-id ${workflowId}`} (it terminates the run), then start it again with a JSON input`)
-    : new CliError(first, EXIT.needsAttention, "fix the worker (see its log) and the run continues where it stopped; terminating it could leave the deployment half-changed");
+    ? new CliError(first, EXIT.needsAttention, `no step has run; free the deployment with: ${cancel} (it terminates the run), then start it again${trouble.attempt ? ' with a JSON input' : ' on the task queue dg-upgrade-<node>'}`)
+    : new CliError(first, EXIT.needsAttention, 'fix the worker (see its log) and the run continues where it stopped; terminating it could leave the deployment half-changed');
 }
 
 export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> {
