@@ -385,8 +385,9 @@ const commands: Record<string, Command> = {
         const handle = handleFor(session, which);
         await describeOrFail(handle);
         if (values.follow) return follow(session, handle.workflowId, values.json);
-        const status = await readStatus(handle);
-        out(values.json ? JSON.stringify(status, null, 2) : `${renderStatus(status)}\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
+        const { runCode, renderRunCode } = await import('./codeVersion.js');
+        const status = { ...(await readStatus(handle)), code: await runCode(handle) };
+        out(values.json ? JSON.stringify(status, null, 2) : `${renderStatus(status)}\n${renderRunCode(status.code)}\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
         return EXIT.ok;
       });
     },
