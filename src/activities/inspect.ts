@@ -4,7 +4,7 @@ import { FAILURE_TYPES, type DeploymentInspection } from '../workflows/types.js'
 import { deploymentOf } from './deployment.js';
 import { describeCheckout } from './git.js';
 import { currentDirOf } from './layout.js';
-import { freeDiskBytes, inspectDatabase } from './postgres.js';
+import { backupDirWarning, freeDiskBytes, inspectDatabase } from './postgres.js';
 import { probeRuntime } from './runtime.js';
 
 /** Preflight facts, read-only: what runs now, the database's state, room for a backup. */
@@ -32,5 +32,6 @@ export async function inspectDeployment(deployment: string): Promise<DeploymentI
     approval: { policy: d.profile.approval.policy, timeoutMs: durationMs(d.profile.approval.timeout) },
     smokeTimeoutMs: durationMs(d.profile.smoke.timeout),
     onProjectionOnlyFailure: d.profile.recovery.onProjectionOnlyFailure,
+    warnings: [backupDirWarning(d.profile.backups.dir)].filter((w): w is string => w !== undefined),
   };
 }

@@ -11,10 +11,11 @@ import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
 import { keepAlive } from './heartbeat.js';
+import { settleOtherSessions } from './sessions.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
 
 export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, application_name: 'dg-upgrade' });
   try {
     await client.connect();
   } catch (err) {
@@ -83,9 +84,11 @@ export async function inspectDatabase(d: ResolvedDeployment): Promise<DatabaseIn
   });
 }
 
+/** Free bytes on the filesystem that holds (or will hold) `dir`; creates nothing. */
 export function freeDiskBytes(dir: string): number {
-  mkdirSync(dir, { recursive: true });
-  const s = statfsSync(dir);
+  let existing = dir;
+  while (!existsSync(existing) && path.dirname(existing) !== existing) existing = path.dirname(existing);
+  const s = statfsSync(existing);
   return s.bavail * s.bsize;
 }
 
@@ -151,10 +154,46 @@ export function backupDatabase(req: BackupRequest): Promise<BackupManifest> {
   return keepAlive('backup', () => takeBackup(req));
 }
 
+/** Backups hold the whole database: only their owner may read them. */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
+/** Other local users can read this dir (an older dg-upgrade, or a hand-made dir): worth a warning. */
+export function backupDirWarning(dir: string): string | undefined {
+  try {
+    const mode = statSync(dir).mode & 0o777;
+    if (mode & 0o077) return `backup dir ${dir} is readable by other users (mode ${mode.toString(8)}); backups hold the whole database: chmod 700 ${dir} and chmod 600 the files in it`;
+  } catch {
+    /* not there yet: created 0700 */
+  }
+  return undefined;
+}
+
+/** Writes a file that only its owner can read, created with that mode (never chmod'ed after). */
+function writePrivateFile(file: string, data: string): void {
+  rmSync(file, { force: true });
+  writeFileSync(file, data, { mode: 0o600, flag: 'wx' });
+}
+
+function isNoSpace(err: unknown): boolean {
+  return /No space left on device|ENOSPC|could not extend file|disk full/i.test((err as Error)?.message ?? '');
+}
+
+/** Which filesystem holds `dir`: the mount point from /proc/self/mountinfo (longest matching prefix). */
+function mountPointOf(dir: string): string {
+  try {
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m);
+    return mounts.filter((m) => dir === m || dir.startsWith(m.endsWith('/') ? m : `${m}/`)).sort((a, b) => b.length - a.length)[0] ?? '/';
+  } catch {
+    return '/';
+  }
+}
+
 async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
   const d = deploymentOf(req.deployment);
   const dir = d.profile.backups.dir;
-  mkdirSync(dir, { recursive: true });
+  ensurePrivateDir(dir);
   const file = path.join(dir, `${req.id}.dump`);
   const manifestFile = manifestPathOf(dir, req.id);
   if (existsSync(manifestFile) && existsSync(file)) {
@@ -163,26 +202,56 @@ async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
   }
   rmSync(manifestFile, { force: true });
   const url = databaseUrl(d);
+  const live = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  const maintenanceUrl = (() => { const u = new URL(url); u.pathname = '/postgres'; return u.toString(); })();
+  heartbeat('other sessions');
+  const otherSessions = await withDatabase(maintenanceUrl, (admin) => settleOtherSessions(d, admin, live, 'the backup'));
   const { dbArg, env } = pgToolConnection(url);
   const partial = `${file}.partial`;
-  heartbeat('pg_dump');
-  await runCommand('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--file=${partial}`, `--dbname=${dbArg}`], {
-    cwd: dir,
-    env,
-    secrets: secretValues(d),
-    logFile: path.join(logDirOf(d), 'backup.log'),
-    exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
-  });
+  // Created 0600 before pg_dump opens it: pg_dump truncates it and keeps the mode.
+  writePrivateFile(partial, '');
+  let facts: Pick<BackupManifest, 'database' | 'migrationVersions' | 'rowCounts' | 'eventLog' | 'snapshot'>;
+  try {
+    // One snapshot for the dump and its figures: pg_dump --snapshot dumps exactly what this
+    // transaction sees, and the counts are taken in it, so the manifest describes the dump by
+    // construction, whatever other clients write meanwhile.
+    facts = await withDatabase(url, async (client) => {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const snapshot = (await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s as string;
+      heartbeat('pg_dump');
+      const dump = runCommand('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${partial}`, `--dbname=${dbArg}`], {
+        cwd: dir,
+        env,
+        secrets: secretValues(d),
+        logFile: path.join(logDirOf(d), 'backup.log'),
+        exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
+      });
+      const counted = (async () => ({
+        snapshot,
+        database: (await client.query('SELECT current_database() AS n')).rows[0].n as string,
+        migrationVersions: await migrationVersions(client),
+        rowCounts: await tableRowCounts(client),
+        eventLog: await eventLogMark(client),
+      }))();
+      const [dumped, figures] = await Promise.allSettled([dump, counted]);
+      await client.query('COMMIT').catch(() => {});
+      if (dumped.status === 'rejected') throw dumped.reason;
+      if (figures.status === 'rejected') throw figures.reason;
+      return figures.value;
+    });
+  } catch (err) {
+    if (!isNoSpace(err)) throw err;
+    rmSync(partial, { force: true });
+    const needed = await withDatabase(url, async (c) => Number((await c.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n));
+    throw ApplicationFailure.create({
+      message: `no space left for the backup on the filesystem ${mountPointOf(dir)} (backup dir ${dir}): ${freeDiskBytes(dir)} bytes free, up to ${needed} needed (the database's size); the partial dump was removed. Free space there or point backups.dir at a bigger filesystem`,
+      type: FAILURE_TYPES.noSpace,
+      nonRetryable: true,
+    });
+  }
   await failpoint('backup.afterDump');
   renameSync(partial, file);
   heartbeat('manifest');
-  // Taken with the app stopped, so the counts describe exactly what the dump holds.
-  const facts = await withDatabase(url, async (client) => ({
-    database: (await client.query('SELECT current_database() AS n')).rows[0].n as string,
-    migrationVersions: await migrationVersions(client),
-    rowCounts: await tableRowCounts(client),
-    eventLog: await eventLogMark(client),
-  }));
   const sizeBytes = statSync(file).size;
   const sha256 = await sha256File(file);
   const entries = await tocEntries(d, file);
@@ -203,8 +272,10 @@ async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
     eventLog: facts.eventLog,
     workflowId: req.workflowId,
     verified: { at: new Date().toISOString(), tocEntries: entries },
+    snapshot: facts.snapshot,
+    otherSessions,
   };
-  writeFileSync(`${manifestFile}.tmp`, JSON.stringify(manifest, null, 2));
+  writePrivateFile(`${manifestFile}.tmp`, JSON.stringify(manifest, null, 2));
   renameSync(`${manifestFile}.tmp`, manifestFile);
   await failpoint('backup.afterManifest');
   return manifest;

@@ -8,6 +8,7 @@ import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
+import { settleOtherSessions } from './sessions.js';
 import { eventLogMark, listManifests, migrationVersions, pgToolConnection, readManifest, tableRowCounts, withDatabase } from './postgres.js';
 
 const RESTORE_DONE = 'dg-upgrade: restore complete';
@@ -67,23 +68,38 @@ export async function selectBackup(deployment: string, backupId?: string): Promi
   return findManifest(deploymentOf(deployment), backupId);
 }
 
-/** Events a restore would discard: written to the live event log after the backup's high-water mark. */
-export async function eventsAfterBackup(deployment: string, backupId: string): Promise<{ count: number; maxLogSeq: number; backupMaxLogSeq: number }> {
+export interface DiscardCount {
+  count: number;
+  /** Highest log_seq in the database counted (the live one, or the one set aside). */
+  maxLogSeq: number;
+  backupMaxLogSeq: number;
+}
+
+/**
+ * Events in `client`'s event log that the backup does not hold. The event log is append-only and
+ * the backup's row count comes from the dump's own snapshot, so the difference is exact, even
+ * for a row whose log_seq was taken before the snapshot and committed after it.
+ */
+async function eventsNotInBackup(client: pg.Client, manifest: BackupManifest): Promise<DiscardCount> {
+  const { rows } = await client.query(`SELECT count(*)::bigint AS n, coalesce(max(log_seq), 0)::bigint AS max FROM dg_event_log`);
+  return { count: Number(rows[0].n) - manifest.eventLog.rowCount, maxLogSeq: Number(rows[0].max), backupMaxLogSeq: manifest.eventLog.maxLogSeq };
+}
+
+/** Events a restore would discard: in the live event log but not in the backup. */
+export async function eventsAfterBackup(deployment: string, backupId: string): Promise<DiscardCount> {
   const d = deploymentOf(deployment);
   const manifest = findManifest(d, backupId);
-  return withDatabase(databaseUrl(d), async (client) => {
-    const { rows } = await client.query(
-      `SELECT count(*)::bigint AS n, coalesce(max(log_seq), 0)::bigint AS max FROM dg_event_log WHERE log_seq > $1`,
-      [manifest.eventLog.maxLogSeq],
-    );
-    return { count: Number(rows[0].n), maxLogSeq: Number(rows[0].max), backupMaxLogSeq: manifest.eventLog.maxLogSeq };
-  });
+  return withDatabase(databaseUrl(d), (client) => eventsNotInBackup(client, manifest));
 }
 
 export interface RestoreResult {
   database: string;
   asideDatabase: string;
   backupId: string;
+  /** Events only the set-aside database holds, counted there at the swap. */
+  discarded?: DiscardCount;
+  /** Sessions of other clients found on the live database at the swap, and what was done. */
+  otherSessions?: BackupManifest['otherSessions'];
 }
 
 /**
@@ -101,6 +117,21 @@ export interface RestoreRequest {
   /** Stable per rollback run: names the restored and the set-aside databases. */
   key: string;
   stamp: string;
+  /**
+   * The number of discarded events the operator accepted. The swap counts them again in the
+   * database it sets aside, and undoes itself with a DgDataLossGrew failure when there are more.
+   * Absent (runs started before this check existed): no recount.
+   */
+  acceptedEvents?: number;
+}
+
+export function dataLossGrew(accepted: number, found: DiscardCount): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: `${found.count} events would be discarded, more than the ${accepted} accepted: writes reached the database after the data-loss approval; approve the new count`,
+    type: FAILURE_TYPES.dataLossGrew,
+    nonRetryable: true,
+    details: [found],
+  });
 }
 
 async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
@@ -119,7 +150,10 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
     restored: await databaseExists(admin, restored),
     restoredComplete: (await databaseComment(admin, restored)) === marker,
   }));
-  if (state.aside && state.live) return result; // swapped by an earlier attempt
+  if (state.aside && state.live) {
+    // Swapped by an earlier attempt.
+    return { ...result, discarded: await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest)) };
+  }
   if (!state.aside && !(state.restored && state.restoredComplete)) {
     await withDatabase(adminUrl, async (admin) => {
       if (state.restored) await admin.query(`DROP DATABASE ${quoteIdent(restored)} WITH (FORCE)`); // half-restored
@@ -137,17 +171,30 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
     await withDatabase(adminUrl, (admin) => admin.query(`COMMENT ON DATABASE ${quoteIdent(restored)} IS '${marker.replace(/'/g, "''")}'`));
   }
   await failpoint('restore.beforeSwap');
+  // Swap: the live database is renamed aside first, so that nothing can write to it any more
+  // (clients connect by the live name); the discard is then counted where it stays, and the
+  // restored database takes the live name only if that count is what the operator accepted.
+  const otherSessions = state.aside
+    ? undefined
+    : await withDatabase(adminUrl, async (admin) => {
+        const settled = await settleOtherSessions(d, admin, live, 'the swap');
+        await terminateConnections(admin, live);
+        await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
+        return settled;
+      });
+  if (!state.aside) await failpoint('restore.betweenRenames');
+  const discarded = await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest));
   await withDatabase(adminUrl, async (admin) => {
-    if (!state.aside) {
-      await terminateConnections(admin, live);
-      await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
-      await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds any writes made after the backup'`);
-      await failpoint('restore.betweenRenames');
+    if (req.acceptedEvents !== undefined && discarded.count > req.acceptedEvents) {
+      await terminateConnections(admin, aside);
+      await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
+      throw dataLossGrew(req.acceptedEvents, discarded);
     }
+    await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds ${discarded.count} events written after the backup'`);
     await terminateConnections(admin, restored);
     await admin.query(`ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(live)}`);
   });
-  return result;
+  return { ...result, discarded, otherSessions };
 }
 
 /** The live database against the backup's manifest: same migration versions, same per-table row counts. */

@@ -6,18 +6,36 @@ import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../workfl
 import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
 import { withDatabase } from './postgres.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
+import { probeRuntime } from './runtime.js';
 
 class CheckFailed extends Error {}
 /** A failure whose cause is projection data (open failures, stale or wrong summaries). */
 class ProjectionSymptom extends Error {}
 
-/** Polls `attempt` until it returns a value or the deadline passes; the last failure is the reason. */
-async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>): Promise<T> {
+/** The runtime is gone: every further check fails at once instead of polling into its timeout. */
+class RuntimeGone extends Error {}
+
+/** A refused or reset connection: nothing listens on the port (any more). */
+function isRefused(err: unknown): boolean {
+  let e = err as { code?: string; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 4; depth++, e = e.cause as typeof e) {
+    if (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET' || e.code === 'UND_ERR_SOCKET') return true;
+  }
+  return false;
+}
+
+/**
+ * Polls `attempt` until it returns a value or the deadline passes; the last failure is the reason.
+ * A refused connection is not retried into the timeout: `gone` decides at once whether the
+ * runtime died (then the check fails within about a second) or is only busy.
+ */
+async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>, gone?: () => Promise<boolean>): Promise<T> {
   for (;;) {
     let result: T | CheckFailed | ProjectionSymptom;
     try {
       result = await attempt();
     } catch (err) {
+      if (isRefused(err) && gone && (await gone())) throw new RuntimeGone(`the runtime is gone: ${what} was refused and no runtime process is running`);
       result = new CheckFailed((err as Error).message);
     }
     if (!(result instanceof CheckFailed) && !(result instanceof ProjectionSymptom)) return result;
@@ -58,21 +76,36 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
   const checks: SmokeCheckResult[] = [];
   let version: string | undefined;
 
+  // Process adapter: the pidfile's process is gone. Command adapter: still refused 1 s later.
+  let goneReason: string | undefined;
+  const gone = async (): Promise<boolean> => {
+    if (d.profile.runtime.adapter === 'process') return !(await probeRuntime(deployment)).running;
+    await sleep(1000);
+    return !(await probeRuntime(deployment)).answering;
+  };
+  const pollLive = <T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>) => poll(deadline, what, attempt, gone);
   const check = async (name: SmokeCheckResult['name'], fn: (deadline: number) => Promise<string>) => {
     const started = Date.now();
     heartbeat(`smoke: ${name}`);
+    if (goneReason) {
+      checks.push({ name, passed: false, latencyMs: 0, reason: `not run: ${goneReason}` });
+      return;
+    }
     try {
       const reason = await fn(started + timeoutMs);
       checks.push({ name, passed: true, latencyMs: Date.now() - started, reason });
-    } catch (err) {
+    } catch (caught) {
+      let err = caught;
+      if (!(err instanceof RuntimeGone) && isRefused(err) && (await gone())) err = new RuntimeGone(`the runtime is gone: ${name} was refused and no runtime process is running`);
+      if (err instanceof RuntimeGone) goneReason = err.message;
       const reason = redactSecrets((err as Error).message, secretValues(d));
-      const projectionSymptom = name === 'projections' || err instanceof ProjectionSymptom;
+      const projectionSymptom = !(err instanceof RuntimeGone) && (name === 'projections' || err instanceof ProjectionSymptom);
       checks.push({ name, passed: false, latencyMs: Date.now() - started, reason, projectionSymptom });
     }
   };
 
   await check('healthz', (deadline) =>
-    poll(deadline, 'healthz', async () => {
+    pollLive(deadline, 'healthz', async () => {
       const r = await call('GET', '/api/healthz');
       if (r.status !== 200) return new CheckFailed(`GET /api/healthz answered ${r.status}`);
       if (r.body?.store?.['repo_started?'] !== true) return new CheckFailed('healthz is 200 but store["repo_started?"] is not true');
@@ -84,18 +117,29 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
   );
 
   if (!opts.readOnly) await failpoint('smoke.afterHealthz');
+  // Under load pending_events is rarely 0 at the instant of a read. A projector that keeps up
+  // is one that, with no open failure, reaches the event-log head seen at the check's first read
+  // within the smoke timeout; one that falls behind or fails does not pass.
+  let headAtStart: number | undefined;
   await check('projections', (deadline) =>
-    poll(deadline, 'projections', async () => {
+    pollLive(deadline, 'projections', async () => {
       const r = await call('GET', '/api/v1/projections/health', reader);
       if (r.status !== 200) return new CheckFailed(`GET /api/v1/projections/health answered ${errorOf(r)}`);
       const projections: any[] = r.body?.data?.projections ?? [];
       if (projections.length === 0) return new CheckFailed('no projections reported');
       const failing = projections.filter((p) => openFailures(p) > 0).map((p) => p.projection_name);
       if (failing.length) return new CheckFailed(`open projection failures in ${failing.join(', ')}`);
-      const pending = projections.filter((p) => Number(p.pending_events) > 0);
-      if (pending.length) return new CheckFailed(`pending events: ${pending.map((p) => `${p.projection_name}=${p.pending_events}`).join(', ')}`);
+      const head = Number(r.body?.data?.event_log_last_seq ?? NaN);
+      headAtStart ??= head;
+      const behind = Number.isFinite(headAtStart)
+        ? projections.filter((p) => Number(p.last_log_seq) < headAtStart!)
+        : projections.filter((p) => Number(p.pending_events) > 0);
+      if (behind.length) {
+        return new CheckFailed(`not caught up to log_seq ${headAtStart}: ${behind.map((p) => `${p.projection_name} at ${p.last_log_seq} (${p.pending_events} pending)`).join(', ')}`);
+      }
       observations.digests = Object.fromEntries(projections.map((p) => [p.projection_name, p.digest ?? null]));
-      return `${projections.length} projections caught up, no open failures`;
+      const pendingNow = projections.reduce((n, p) => n + Number(p.pending_events), 0);
+      return `${projections.length} projections caught up to log_seq ${headAtStart}, no open failures${pendingNow ? ` (${pendingNow} newer events pending: writes are flowing)` : ''}`;
     }),
   );
 
@@ -109,13 +153,13 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
   });
 
   if (!opts.readOnly) await check('replay', async (deadline) => {
-    const run = await poll(deadline, 'replay admission', async () => {
+    const run = await pollLive(deadline, 'replay admission', async () => {
       const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check' });
       if (r.status === 409) return new CheckFailed('a replay job is already running (409)');
       if (r.status !== 202) throw new Error(`replay admission answered ${errorOf(r)}, expected 202`);
       return r.body?.data?.run as { job_id: string };
     });
-    const finalStatus = await poll(deadline, `replay ${run.job_id}`, async () => {
+    const finalStatus = await pollLive(deadline, `replay ${run.job_id}`, async () => {
       const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(run.job_id)}`, admin);
       const status = r.body?.data?.run?.status ?? r.body?.data?.status;
       if (status === 'completed' || status === 'failed' || status === 'cancelled') return status as string;
@@ -129,7 +173,7 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
     const traceId = await newestTraceId(d);
     const notes: string[] = [];
     if (traceId) {
-      const trace = await poll(deadline, `trace ${traceId}`, async () => {
+      const trace = await pollLive(deadline, `trace ${traceId}`, async () => {
         const r = await call('GET', `/api/v1/traces/${encodeURIComponent(traceId)}`, reader);
         if (r.status === 409) return new ProjectionSymptom('trace projection out of date (409)');
         if (r.status !== 200) throw new Error(`GET /api/v1/traces/${traceId} answered ${errorOf(r)}`);

@@ -48,7 +48,23 @@ export const DeploymentProfileSchema = z
     runtime: z.discriminatedUnion('adapter', [ProcessRuntimeSchema, CommandRuntimeSchema]),
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(1).max(65535).default(4100),
-    database: z.object({ url: SecretRefSchema }).strict(),
+    database: z
+      .object({
+        url: SecretRefSchema,
+        /**
+         * Sessions of other clients (a cron job, a second service) on the database once the app
+         * is stopped: `wait` until they are gone (up to `timeout`, then refuse), `refuse` the
+         * step at once, or `terminate` them. They are never ignored: each is listed in the run.
+         */
+        otherSessions: z
+          .object({
+            policy: z.enum(['wait', 'refuse', 'terminate']).default('wait'),
+            timeout: duration.default('30s'),
+          })
+          .strict()
+          .default({ policy: 'wait', timeout: '30s' }),
+      })
+      .strict(),
     backups: z
       .object({
         dir: z.string().refine(path.isAbsolute, 'an absolute path'),

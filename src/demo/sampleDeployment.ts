@@ -91,7 +91,7 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
         runtime: { adapter: 'process', stopTimeout: '10s', startTimeout: '60s' },
         host: '127.0.0.1',
         port: opts.port,
-        database: { url: { fromEnv: dbEnv } },
+        database: { url: { fromEnv: dbEnv }, otherSessions: { policy: 'wait', timeout: '30s' } },
         backups: { dir: path.join(opts.dir, 'backups'), keep: 5, testRestore: false },
         smoke: {
           tenant: 'default',

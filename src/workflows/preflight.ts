@@ -67,6 +67,7 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
       `start the new runtime (${inspection.model === 'release' ? 'bin/<release> start' : 'mix phx.server'})`,
       'smoke checks',
     ],
+    ...(inspection.warnings?.length ? { warnings: inspection.warnings } : {}),
   };
   return { inspection, target, plan, baselineSmoke };
 }

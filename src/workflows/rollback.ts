@@ -2,11 +2,12 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  patched,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
-import { messageOf } from './failures.js';
+import { failureTypeOf, messageOf } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
@@ -21,6 +22,9 @@ import {
   type RollbackReport,
   type RollbackStepName,
 } from './types.js';
+
+/** Patch: the swap recounts the discard where it stays and asks again when it grew; abandon at the gate ends the run. */
+export const RECOUNT_AT_SWAP = 'rollback-recount-discard-at-swap';
 
 /**
  * The guide's restore-based rollback: stop the upgraded runtime, restore the pre-upgrade backup
@@ -73,6 +77,9 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     operatorAction = { kind: 'abandon', signal: s };
   });
 
+  // Read through functions: signal handlers change these between awaits.
+  const abandonAsked = () => operatorAction?.kind === 'abandon';
+  const acceptedNow = () => accepted;
   const abandoned = () =>
     ApplicationFailure.create({
       message: `${status.summary}; abandoned by ${operatorAction!.signal.by}${operatorAction!.signal.comment ? ` (${operatorAction!.signal.comment})` : ''}: the deployment needs manual attention`,
@@ -88,6 +95,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
       try {
         return await steps.run(name, fn);
       } catch (err) {
+        if (abandonAsked() && patched(RECOUNT_AT_SWAP)) throw err;
         const reason = messageOf(err).split('\n')[0];
         setPhase('rollback-blocked', `rollback step ${name} failed: ${reason}`, 'signal "retry" (runs the step again) or "abandon"');
         operatorAction = undefined;
@@ -126,6 +134,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
         await condition(() => accepted !== undefined || operatorAction?.kind === 'abandon');
         if (!accepted) throw abandoned();
         status.dataLoss.acceptedBy = accepted.by;
+        status.dataLoss.acceptedEvents = accepted.events;
         setPhase('rolling-back', `discarding ${loss.count} events accepted by ${accepted.by}`);
       }
       return undefined;
@@ -134,9 +143,43 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     await stepWithRetry('restore', async () => {
       setPhase('rolling-back', `restoring backup ${manifest.id} into a fresh database`);
       const stamp = info.startTime.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').toLowerCase().slice(0, 13);
-      const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp });
-      report.asideDatabase = restored.asideDatabase;
-      return undefined;
+      if (!patched(RECOUNT_AT_SWAP)) {
+        const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp });
+        report.asideDatabase = restored.asideDatabase;
+        return undefined;
+      }
+      for (;;) {
+        const acceptedEvents = status.dataLoss?.acceptedEvents ?? 0;
+        try {
+          const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp, acceptedEvents });
+          report.asideDatabase = restored.asideDatabase;
+          if (status.dataLoss && restored.discarded) status.dataLoss.discarded = restored.discarded.count;
+          const backupMax = restored.discarded?.backupMaxLogSeq ?? manifest.eventLog.maxLogSeq;
+          report.writes = restored.discarded?.count
+            ? `events up to the backup (log_seq <= ${backupMax}) are in the restored ${restored.database}; the ${restored.discarded.count} written after it are only in ${restored.asideDatabase}`
+            : `no event was written after the backup: the restored ${restored.database} holds every event`;
+          return undefined;
+        } catch (err) {
+          if (failureTypeOf(err) !== FAILURE_TYPES.dataLossGrew) throw err;
+          // Writes reached the live database after the approval (a client other than the app):
+          // the swap undid itself; the operator approves the new count or abandons.
+          const found = (err as { cause?: { details?: unknown[] } }).cause?.details?.[0] as { count: number; maxLogSeq: number; backupMaxLogSeq: number };
+          accepted = undefined;
+          status.dataLoss = { ...status.dataLoss, eventsAfterBackup: found.count, backupMaxLogSeq: found.backupMaxLogSeq, liveMaxLogSeq: found.maxLogSeq, acceptedBy: undefined, asked: (status.dataLoss?.asked ?? 1) + 1 };
+          report.dataLoss = status.dataLoss;
+          setPhase(
+            'awaiting-data-loss-approval',
+            `writes went on after the approval: a restore would now discard ${found.count} events (${acceptedEvents} were accepted); they stay in the database set aside`,
+            `signal "acceptDataLoss" with {"by": "<you>", "events": ${found.count}}, or "abandon"`,
+          );
+          await condition(() => accepted !== undefined || operatorAction?.kind === 'abandon');
+          const acceptance = acceptedNow();
+          if (!acceptance) throw abandoned();
+          status.dataLoss.acceptedBy = acceptance.by;
+          status.dataLoss.acceptedEvents = acceptance.events;
+          setPhase('rolling-back', `discarding ${found.count} events accepted by ${acceptance.by}; restoring backup ${manifest.id}`);
+        }
+      }
     });
 
     await stepWithRetry('verifyRestore', async () => {
@@ -173,7 +216,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     report.outcome = 'rolled-back';
     setPhase(
       'rolled-back',
-      `rolled back to ${previousName}: backup ${manifest.id} restored (${previous.reused ? 'kept build reused' : 'rebuilt'}), upgraded database kept as ${report.asideDatabase}; smoke checks pass`,
+      `rolled back to ${previousName}: backup ${manifest.id} restored (${previous.reused ? 'kept build reused' : 'rebuilt'}), upgraded database kept as ${report.asideDatabase}${report.writes ? `; ${report.writes}` : ''}; smoke checks pass`,
     );
     report.summary = status.summary;
     return report;

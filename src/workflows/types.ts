@@ -3,7 +3,7 @@
 export interface UpgradeInput {
   deployment: string;
   targetRef: string;
-  /** Skip waiting for an `approve` signal (the profile's approval policy may also be `auto`). */
+  /** Ignored since the approval-from-profile-only patch: the profile's approval.policy decides. Kept for runs started before it. */
   autoApprove?: boolean;
   /** Who started the run (CLI user or "temporal-ui"), for the audit trail. */
   requestedBy?: string;
@@ -89,6 +89,8 @@ export interface DeploymentInspection {
   smokeTimeoutMs: number;
   /** What a projection-only failure after cutover does: the narrow path, or the full restore. */
   onProjectionOnlyFailure: 'rebuild-projections' | 'restore';
+  /** Things an operator should fix that do not block the upgrade (e.g. a backup dir other users can read). */
+  warnings?: string[];
 }
 
 export interface EventLogMark {
@@ -129,6 +131,7 @@ export interface UpgradePlan {
   requiredActions: string[];
   estimatedBackupBytes: number;
   steps: string[];
+  warnings?: string[];
 }
 
 export interface SmokeCheckResult {
@@ -173,6 +176,25 @@ export interface BackupManifest {
   eventLog: EventLogMark & { checksum: string };
   workflowId: string;
   verified: { at: string; tocEntries: number; testRestore?: boolean };
+  /**
+   * The transaction snapshot (pg_export_snapshot) that pg_dump dumped and that the figures above
+   * were counted in: the figures describe exactly what the dump holds.
+   */
+  snapshot?: string;
+  /** Sessions of other clients on the database when the backup was taken, and what was done about them. */
+  otherSessions?: { policy: OtherSessionsPolicy; seen: DatabaseSession[]; action: string };
+}
+
+export type OtherSessionsPolicy = 'wait' | 'refuse' | 'terminate';
+
+/** A client session on the deployment's database, as pg_stat_activity names it. */
+export interface DatabaseSession {
+  pid: number;
+  applicationName: string;
+  user: string;
+  clientAddress: string;
+  state: string;
+  backendStart: string;
 }
 
 export interface ApproveSignal {
@@ -245,6 +267,12 @@ export interface DataLossReport {
   backupMaxLogSeq: number;
   liveMaxLogSeq: number;
   acceptedBy?: string;
+  /** The count accepted by the operator (the last one, when writes made the gate ask again). */
+  acceptedEvents?: number;
+  /** How many times the gate had to ask, because writes went on while it waited. */
+  asked?: number;
+  /** Counted at the swap, in the database set aside: events the restored database does not hold. */
+  discarded?: number;
 }
 
 export interface RollbackReport {
@@ -254,6 +282,8 @@ export interface RollbackReport {
   restoredTo?: { sha: string; tag?: string; dir: string; reused: boolean };
   asideDatabase?: string;
   dataLoss?: DataLossReport;
+  /** Where the confirmed writes are: the restored database up to the backup, the rest only in the set-aside one. */
+  writes?: string;
   smoke?: SmokeReport;
   summary: string;
 }
@@ -313,6 +343,10 @@ export const FAILURE_TYPES = {
   abandoned: 'DgAbandoned',
   failed: 'DgUpgradeFailed',
   wrongWorkflowId: 'DgWrongWorkflowId',
+  /** The disk of the backup dir filled up: not retryable while the app is down. */
+  noSpace: 'DgNoSpace',
+  /** Writes reached the live database after the operator accepted a data-loss count: ask again. */
+  dataLossGrew: 'DgDataLossGrew',
 } as const;
 
 /** Failures of bad input: nothing was changed, a retry cannot help, the operator must fix the input. */

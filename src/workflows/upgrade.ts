@@ -5,6 +5,7 @@ import {
   condition,
   executeChild,
   isCancellation,
+  patched,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -35,6 +36,9 @@ function badInput(message: string): ApplicationFailure {
 }
 
 const describe = describeRef;
+
+/** Patch: approval is skipped only by the profile's `approval.policy: "auto"`, never by the input. */
+export const APPROVAL_FROM_PROFILE_ONLY = 'approval-from-profile-only';
 
 /**
  * The guide's upgrade: preflight, plan, approval, build, stop, backup, migrate, start, smoke.
@@ -116,7 +120,13 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     const from = describe(plan.from);
     const to = describe(plan.to);
     await steps.run('approval', async () => {
-      if (input.autoApprove || inspection!.approval.policy === 'auto') {
+      // Whether a run may skip approval is the deployment's decision (its profile), never the
+      // starter's: anyone who can start a workflow in the UI could set an input field.
+      const profileDecides = patched(APPROVAL_FROM_PROFILE_ONLY);
+      if (profileDecides && input.autoApprove && inspection!.approval.policy !== 'auto') {
+        status.ignoredSignals.push(`input "autoApprove": ignored; the profile of ${deployment} requires approval (approval.policy "${inspection!.approval.policy}")`);
+      }
+      if ((!profileDecides && input.autoApprove) || inspection!.approval.policy === 'auto') {
         status.decision = { kind: 'auto-approved', by: input.requestedBy ?? 'policy', at: new Date().toISOString() };
         return undefined;
       }
