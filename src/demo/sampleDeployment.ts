@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createSampleTarget, type SampleTarget } from '../../test/fixtures/sample-target/generate.js';
+import { createBeamTarget, type BeamTarget } from '../../test/fixtures/beam-target/generate.js';
+import { releaseCommandRuntime, releaseNodeName } from './beamProfile.js';
 import { setProfilePath } from '../activities/deployment.js';
 import { buildRelease, migrateDatabase } from '../activities/toolchain.js';
 import { startRuntime, stopRuntime } from '../activities/runtime.js';
@@ -15,7 +17,7 @@ import type { ProfileFile } from '../config/profile.js';
 export interface SampleDeployment {
   name: string;
   dir: string;
-  target: SampleTarget;
+  target: SampleTarget | BeamTarget;
   profilePath: string;
   profile: ProfileFile;
   port: number;
@@ -43,6 +45,10 @@ export interface SampleDeploymentOptions {
   withoutServiceAccounts?: boolean;
   /** Marks the install as a disposable demo (allows `mix dg.release.validate`). */
   disposableDemo?: boolean;
+  /** `stand-in` (default: the Node imitation of mix and the app) or `beam` (the real Elixir target, test/fixtures/beam-target). */
+  target?: 'stand-in' | 'beam';
+  /** Release model on the BEAM target: `command` runs the release's own `daemon`/`stop`/`pid` instead of `start` under the process adapter. */
+  runtimeAdapter?: 'process' | 'command';
 }
 
 function secretValue(label: string): string {
@@ -52,7 +58,8 @@ function secretValue(label: string): string {
 export async function createSampleDeployment(opts: SampleDeploymentOptions): Promise<SampleDeployment> {
   const name = opts.name ?? 'sample';
   mkdirSync(opts.dir, { recursive: true });
-  const target = await createSampleTarget({ dir: path.join(opts.dir, 'target') });
+  const target = opts.target === 'beam' ? await createBeamTarget({ dir: path.join(opts.dir, 'target') }) : await createSampleTarget({ dir: path.join(opts.dir, 'target') });
+  const releaseNode = releaseNodeName(name, opts.port);
   const secretsDir = path.join(opts.dir, 'secrets');
   mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
   const secrets = {
@@ -88,7 +95,10 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
         model: opts.model ?? 'source',
         releaseName: 'decisiongraph_beam',
         keepReleases: 3,
-        runtime: { adapter: 'process', stopTimeout: '10s', startTimeout: '60s' },
+        runtime:
+          opts.runtimeAdapter === 'command'
+            ? releaseCommandRuntime({ deployment: name, repoDir: target.repoDir, node: releaseNode })
+            : { adapter: 'process', stopTimeout: '10s', startTimeout: '60s' },
         host: '127.0.0.1',
         port: opts.port,
         database: { url: { fromEnv: dbEnv }, otherSessions: { policy: 'wait', timeout: '30s' } },
@@ -110,6 +120,7 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
             DG_FIXTURE_PROJECTOR_INTERVAL_MS: '200',
             // The app refuses rebuild replays in prod unless enabled; the narrow path needs them.
             DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true',
+            ...(opts.target === 'beam' ? { RELEASE_NODE: releaseNode } : {}),
           },
           secretEnv: {
             SECRET_KEY_BASE: { fromFile: file('secret-key-base', secrets.secretKeyBase) },
