@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { assertNoSecrets, createE2eDeployment, databaseFacts, getJson, historyText, type E2eDeployment } from './support/e2e.js';
+import { factsOfBackupFile, startWarmTraffic } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, describeTraffic, type Traffic } from './support/traffic.js';
 
 let temporal: TestTemporal;
 before(async () => {
@@ -12,18 +14,21 @@ after(async () => {
   await temporal?.dispose();
 });
 
-describe('upgrade v0.1.0 -> v0.2.0 with approval', () => {
+describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s', () => {
   let d: E2eDeployment;
+  let traffic: Traffic | undefined;
   before(async () => {
     d = await createE2eDeployment(temporal, 'good');
     await d.bootstrap();
     await d.startWorker();
   });
   after(async () => {
+    await traffic?.stop();
     await d?.dispose();
   });
 
-  test('upgrades, migrates, backs up, passes smoke checks, and keeps secrets out of the history', async () => {
+  test('upgrades, migrates, backs up every write confirmed before the stop, passes smoke checks, loses no write, and keeps secrets out of the history', async (t) => {
+    traffic = await startWarmTraffic(d);
     const before = await databaseFacts(d.databaseUrl);
     const started = await d.cli(['upgrade', '--deployment', d.name, '--to', 'v0.2.0', '--json']);
     assert.equal(started.exitCode, 0, started.stderr);
@@ -59,7 +64,25 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval', () => {
     assert.equal(manifest.kind, 'pre-upgrade');
     assert.deepEqual(manifest.migrationVersions, before.versions);
     assert.ok(manifest.verified.tocEntries > 0);
-    assert.equal(manifest.eventLog.rowCount, before.rowCounts.dg_event_log);
+    // With writes flowing, the manifest must describe the dump itself: its figures against the file restored independently.
+    const held = await factsOfBackupFile(status.backup.file);
+    assert.equal(manifest.eventLog.rowCount, held.facts.rowCounts.dg_event_log, 'manifest row count = rows in the dump');
+    assert.equal(manifest.eventLog.maxLogSeq, held.rows.at(-1)?.logSeq ?? 0, 'manifest high-water mark = the dump\'s last log_seq');
+    assert.ok(held.facts.rowCounts.dg_event_log! > before.rowCounts.dg_event_log!, 'writes confirmed after the test started are in the backup');
+    // Every API write confirmed before the old runtime was stopped is in the backup.
+    const stopAt = Date.parse(status.steps.find((st: any) => st.name === 'stopOld').startedAt);
+    const inBackup = new Set(held.rows.map((r) => r.eventId));
+    const beforeStop = traffic.snapshot().confirmed.filter((w) => w.at < stopAt);
+    assert.ok(beforeStop.length > 0);
+    assert.deepEqual(beforeStop.filter((w) => !inBackup.has(w.eventId)).map((w) => w.eventId), [], 'confirmed before the stop, missing from the backup');
+
+    // No rollback: every confirmed write is in the live database.
+    const written = await traffic.stop();
+    traffic = undefined;
+    const accounted = await assertConfirmedWritesAccountedFor(written, d.databaseUrl);
+    assert.equal(accounted.setAside, 0);
+    const refused = written.failed.filter((f) => f.at >= stopAt);
+    t.diagnostic(`traffic ${describeTraffic(written)}; ${refused.length} refused from the stop on`);
 
     const jsonStatus = await d.cli(['status', d.name, '--json']);
     assert.equal(jsonStatus.exitCode, 0);

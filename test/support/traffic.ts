@@ -31,7 +31,9 @@ export interface TrafficOptions {
   token?: string;
   /** Per-request timeout (default 2000 ms). */
   timeoutMs?: number;
-  /** application_name of the direct writer's database session. */
+  /** `cron` (default): connects once a second, writes that second's events, disconnects. `session`: one connection kept open. */
+  directMode?: 'cron' | 'session';
+  /** application_name of the direct writer's database sessions. */
   directApplicationName?: string;
 }
 
@@ -156,51 +158,66 @@ export function startTraffic(target: TrafficTarget, opts: TrafficOptions = {}): 
     for (let i = 0; i < burst; i++) track(sendOne(report.sent++));
   }, 20);
 
-  // Direct writer: its own session, named, one autocommitted insert per event.
+  // Direct writer: its own named sessions. Like a cron job, once a second it connects, inserts
+  // that second's events (each autocommitted) and disconnects; `directMode: 'session'` keeps one
+  // connection open instead (a second service).
   let directRate = opts.directRate ?? 0;
   let directN = 0;
+  const connectDirect = async () => {
+    const c = new pg.Client({ connectionString: target.databaseUrl, application_name: opts.directApplicationName ?? 'dgu-direct-writer', connectionTimeoutMillis: timeoutMs });
+    c.on('error', () => {});
+    await c.connect();
+    return c;
+  };
   const directLoop = (async () => {
     let client: pg.Client | undefined;
-    let lastInsert = 0;
+    let owedDirect = 0;
+    let last = Date.now();
     while (!stopped) {
-      if (directRate <= 0) {
-        await client?.end().catch(() => {});
-        client = undefined;
-        await sleep(50);
+      await sleep(opts.directMode === 'session' ? 20 : 1000);
+      const now = Date.now();
+      owedDirect += ((now - last) * directRate) / 1000;
+      last = now;
+      if (directRate <= 0 || owedDirect < 1) {
+        owedDirect = directRate <= 0 ? 0 : owedDirect;
+        if (directRate <= 0 && client) {
+          await client.end().catch(() => {});
+          client = undefined;
+        }
         continue;
       }
-      const wait = lastInsert + 1000 / directRate - Date.now();
-      if (wait > 0) await sleep(Math.min(wait, 50));
-      if (stopped || Date.now() < lastInsert + 1000 / directRate) continue;
-      lastInsert = Date.now();
-      const n = directN++;
-      const eventId = `direct-${runTag}-${n}`;
-      const sentAt = Date.now();
-      try {
-        if (!client) {
-          const c = new pg.Client({ connectionString: target.databaseUrl, application_name: opts.directApplicationName ?? 'dgu-direct-writer', connectionTimeoutMillis: timeoutMs });
-          c.on('error', () => {});
-          await c.connect();
-          client = c;
+      const batch = Math.floor(owedDirect);
+      owedDirect -= batch;
+      for (let i = 0; i < batch && !stopped; i++) {
+        const n = directN++;
+        const eventId = `direct-${runTag}-${n}`;
+        const sentAt = Date.now();
+        report.sent++;
+        let committing = false;
+        try {
+          client ??= await connectDirect();
+          const env = trafficEnvelope(eventId, n, 'dgu-direct-writer');
+          await client.query('BEGIN');
+          await client.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK_KEY]);
+          const { rows } = await client.query(
+            `INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload, event_id, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING log_seq`,
+            [tenant, env.trace_id, env.event_type, JSON.stringify(env.payload), eventId],
+          );
+          committing = true;
+          await client.query('COMMIT');
+          report.confirmed.push({ via: 'direct', eventId, logSeq: Number(rows[0].log_seq), at: Date.now() });
+        } catch (err) {
+          // Failing before COMMIT was sent writes nothing; a connection lost during COMMIT may have written.
+          report.failed.push({ via: 'direct', eventId, sentAt, at: Date.now(), outcome: committing ? 'unknown' : 'refused', reason: (err as Error).message });
+          await client?.end().catch(() => {});
+          client = undefined;
+          break;
         }
-        const env = trafficEnvelope(eventId, n, 'dgu-direct-writer');
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK_KEY]);
-        const { rows } = await client.query(
-          `INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload, event_id, idempotency_key)
-           VALUES ($1, $2, $3, $4, $5, $5) RETURNING log_seq`,
-          [tenant, env.trace_id, env.event_type, JSON.stringify(env.payload), eventId],
-        );
-        await client.query('COMMIT');
-        report.sent++;
-        report.confirmed.push({ via: 'direct', eventId, logSeq: Number(rows[0].log_seq), at: Date.now() });
-      } catch (err) {
-        report.sent++;
-        // Failing before COMMIT was sent writes nothing; a lost connection during COMMIT is unknown.
-        report.failed.push({ via: 'direct', eventId, sentAt, at: Date.now(), outcome: 'unknown', reason: (err as Error).message });
-        await client?.end().catch(() => {});
+      }
+      if (opts.directMode !== 'session' && client) {
+        await client.end().catch(() => {});
         client = undefined;
-        await sleep(100);
       }
     }
     await client?.end().catch(() => {});

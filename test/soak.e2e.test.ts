@@ -1,0 +1,148 @@
+// Soak: 20 consecutive operations on one deployment while the app takes 50 writes/s through its
+// API and, in some operations, a cron-like direct writer inserts into the database (also while the
+// app is stopped). After each operation: the run ends in the state it reports, no false rollback,
+// every confirmed write is in exactly one of the live or a set-aside database, the data-loss gate's
+// accepted count equals what the restore discarded, a rollback restored exactly its backup, and no
+// COMPENSATION FAILED. Problems are collected per operation and reported together at the end.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { BASE_MIGRATIONS } from './fixtures/sample-target/generate.js';
+import { createRunningDeployment, type E2eDeployment } from './support/e2e.js';
+import { actualState, assertRestoredToBackup, followAcceptingDataLoss, startWarmTraffic } from './support/liveRun.js';
+import { databaseUrlFor } from './support/postgres.js';
+import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, assertGateCountMatchesDiscarded, describeTraffic, type Traffic } from './support/traffic.js';
+
+const MIGRATIONS: Record<string, readonly string[]> = {
+  'v0.1.0': BASE_MIGRATIONS,
+  'v0.2.0': [...BASE_MIGRATIONS, '20260314000100'],
+};
+
+interface Op {
+  kind: 'upgrade' | 'rollback';
+  to?: 'v0.2.0' | 'v0.2.1' | 'v0.3.0';
+  /** Direct writer events/s during this operation (0: off). */
+  direct: number;
+}
+
+/** One cycle (5 operations) from v0.1.0 back to v0.1.0: a good upgrade, two that fail differently, a standalone rollback, one more failure. */
+const CYCLE: Op[] = [
+  { kind: 'upgrade', to: 'v0.2.0', direct: 0 },
+  { kind: 'upgrade', to: 'v0.3.0', direct: 20 }, // smoke fails (console), rolled back to v0.2.0
+  { kind: 'upgrade', to: 'v0.2.1', direct: 0 }, // migrate fails half-way, rolled back to v0.2.0
+  { kind: 'rollback', direct: 20 }, // the good upgrade's backup: back to v0.1.0
+  { kind: 'upgrade', to: 'v0.3.0', direct: 0 }, // from v0.1.0: smoke fails, rolled back to v0.1.0
+];
+const OPS: Op[] = [...CYCLE, ...CYCLE, ...CYCLE, ...CYCLE];
+
+let temporal: TestTemporal;
+let d: E2eDeployment;
+let traffic: Traffic | undefined;
+before(async () => {
+  temporal = await startTestTemporal();
+  d = await createRunningDeployment(temporal, 'soak');
+});
+after(async () => {
+  await traffic?.stop();
+  await d?.dispose();
+  await temporal?.dispose();
+});
+
+test(`soak: ${OPS.length} operations under 50 writes/s, some with a direct writer`, async (t) => {
+  traffic = await startWarmTraffic(d, { rate: 50 });
+  const problems: string[] = [];
+  const asides: Record<string, string> = {};
+  let version = 'v0.1.0';
+  /** The backup of the last good upgrade: what the standalone rollback restores. */
+  let goodUpgradeBackup: string | undefined;
+  const started = Date.now();
+  let notStarted = 0;
+
+  for (const [i, op] of OPS.entries()) {
+    const label = `op ${i + 1} ${op.kind}${op.to ? ` ${version} -> ${op.to}` : ` of ${version}`}${op.direct ? ` (+${op.direct}/s direct)` : ''}`;
+    const check = async (what: string, fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        problems.push(`${label}: ${what}: ${(err as Error).message.split('\n').slice(0, 6).join(' ')}`);
+      }
+    };
+    const opStart = Date.now();
+    if (op.kind === 'rollback' && (!goodUpgradeBackup || version !== 'v0.2.0')) {
+      problems.push(`${label}: skipped: the deployment is not on v0.2.0 from a good upgrade (${version})`);
+      continue;
+    }
+    traffic.setDirectRate(op.direct);
+    const args =
+      op.kind === 'upgrade'
+        ? ['upgrade', '-d', d.name, '--to', op.to!, '--yes', '--json']
+        : ['rollback', '--deployment', d.name, '--backup', goodUpgradeBackup!, '--json'];
+    const startedRun = await d.cli(args);
+    if (startedRun.exitCode !== 0) {
+      traffic.setDirectRate(0);
+      problems.push(`${label}: did not start (exit ${startedRun.exitCode}): ${(startedRun.stderr || startedRun.stdout).slice(0, 600)}`);
+      if (++notStarted >= 3) break;
+      continue;
+    }
+    const workflowId = JSON.parse(startedRun.stdout).workflowId ?? JSON.parse(startedRun.stdout).status?.workflowId;
+    let run;
+    try {
+      run = await followAcceptingDataLoss(d, { workflowId, timeoutMs: 180_000 });
+    } catch (err) {
+      problems.push(`${label}: the run did not end: ${(err as Error).message.slice(0, 500)}`);
+      break;
+    } finally {
+      traffic.setDirectRate(0);
+    }
+    const s = run.status;
+    const rb = op.kind === 'rollback' ? s : s.rollback;
+    const before = version;
+    /** Where a rollback of this operation lands. */
+    const rolledBackTo = op.kind === 'rollback' ? 'v0.1.0' : version;
+    const expectedOutcome = op.kind === 'rollback' || op.to !== 'v0.2.0' ? 'rolled-back' : 'succeeded';
+
+    await check('outcome', () => {
+      assert.doesNotMatch(`${s.summary} ${rb?.summary ?? ''}`, /COMPENSATION FAILED/, 'no COMPENSATION FAILED');
+      if (op.to === 'v0.2.0') assert.equal(s.outcome, 'succeeded', `a false rollback of a good upgrade: ${s.summary}`);
+      assert.equal(s.outcome, expectedOutcome, s.summary);
+      if (op.to === 'v0.3.0') assert.match(s.summary, /failed at smoke/);
+      if (op.to === 'v0.2.1') assert.match(s.summary, /failed at migrate/);
+    });
+    await check('ends in the state it reports', async () => {
+      const actual = await actualState(d);
+      const reported = s.outcome === 'succeeded' ? op.to! : s.outcome === 'rolled-back' ? rolledBackTo : '(unknown)';
+      assert.equal(actual.version, reported.slice(1), `status says ${s.outcome} (${reported}), healthz says ${actual.version}`);
+      assert.deepEqual(actual.migrations, MIGRATIONS[reported], `schema_migrations match ${reported}`);
+    });
+    if (s.outcome === 'succeeded') version = op.to!;
+    else if (s.outcome === 'rolled-back') version = rolledBackTo;
+    if (op.to === 'v0.2.0' && s.outcome === 'succeeded') goodUpgradeBackup = s.backup?.id;
+
+    const aside: string | undefined = rb?.asideDatabase;
+    if (aside) asides[aside] = databaseUrlFor(aside);
+    let gate = '';
+    if (s.outcome === 'rolled-back') {
+      await check('gate count equals what was discarded', async () => {
+        assert.ok(aside, 'the rollback names its set-aside database');
+        const c = await assertGateCountMatchesDiscarded(s, d.databaseUrl, asides[aside!]!, traffic!.snapshot());
+        gate = `gate asked ${JSON.stringify(run.asked)}, accepted ${c.accepted}, discarded ${c.discarded} (${c.confirmedByGenerator} confirmed, ${c.unknownOutcome} unknown, ${c.foreign} foreign)`;
+      });
+      await check('restored exactly the backup', () => assertRestoredToBackup(d, s, aside ? asides[aside] : undefined, rolledBackTo.slice(1)));
+    }
+    await check('every confirmed write accounted for', async () => {
+      const a = await assertConfirmedWritesAccountedFor(traffic!.snapshot(), d.databaseUrl, asides);
+      gate += ` writes: ${a.live} live, ${a.setAside} set aside`;
+    });
+    t.diagnostic(`${label}: ${s.outcome} in ${((Date.now() - opStart) / 1000).toFixed(1)} s (${before} -> ${version}); ${gate}`);
+  }
+
+  const final = await traffic.stop();
+  traffic = undefined;
+  t.diagnostic(`traffic: ${describeTraffic(final)}; soak took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  const accounted = await assertConfirmedWritesAccountedFor(final, d.databaseUrl, asides).catch((err) => {
+    problems.push(`final accounting: ${(err as Error).message.slice(0, 500)}`);
+  });
+  if (accounted) t.diagnostic(`final: ${accounted.live} confirmed writes live, ${accounted.setAside} set aside in ${Object.keys(asides).length} databases`);
+  assert.deepEqual(problems, [], `${problems.length} problems over ${OPS.length} operations`);
+});
