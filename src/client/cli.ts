@@ -15,6 +15,7 @@ import {
   startOperation,
   startUpgrade,
   stuckRunError,
+  troubleText,
   watchStatus,
   workflowTaskTrouble,
   type Session,
@@ -229,8 +230,8 @@ const commands: Record<string, Command> = {
         if (trouble) {
           // A cancel is delivered by a workflow task, which this run never completes: terminate it.
           // Safe: without a completed workflow task no activity was ever scheduled.
-          const reason = `dg-upgrade cancel by ${operatorName(undefined)}: the run never completed its first workflow task (${trouble.message.split('\n')[0]!.slice(0, 200)}); no step ran`;
-          if (!values.json) out(`${handle.workflowId} never completed its first workflow task (the worker fails it: ${trouble.message.split('\n')[0]}).\nNo step has run, so a cancel cannot reach it; terminating it instead.`);
+          const reason = `dg-upgrade cancel by ${operatorName(undefined)}: the run never completed its first workflow task (${troubleText(trouble).slice(0, 200)}); no step ran`;
+          if (!values.json) out(`${handle.workflowId} never completed its first workflow task (${troubleText(trouble)}).\nNo step has run, so a cancel cannot reach it; terminating it instead.`);
           await handle.terminate(reason);
           if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, runId: desc.runId, terminated: true, reason, exitCode: EXIT.terminatedStuck }));
           else out(`Terminated ${handle.workflowId} (run ${desc.runId}); nothing changed${deployment ? `, and deployment ${deployment} is free for a new operation` : ''}.`);

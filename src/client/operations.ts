@@ -173,7 +173,11 @@ export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus>
   try {
     return await handle.query<UpgradeStatus>('status');
   } catch (err) {
-    if (desc.status.name === 'RUNNING') throw err;
+    if (desc.status.name === 'RUNNING') {
+      const now = await workflowTaskTrouble(handle, desc, { now: true });
+      if (now) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), now);
+      throw new CliError(`cannot read the status of ${handle.workflowId} yet: ${(err as Error).message}`, EXIT.unavailable, 'its first workflow task has not run yet; is its worker up? try again in a few seconds');
+    }
     const final = await finalResult(handle);
     return {
       workflowId: handle.workflowId,
@@ -241,7 +245,7 @@ export function cliErrorOfFailure(err: unknown): CliError {
   // The upgrade's own summaries already name the step, the cause and what was put back.
   const ownSummary = outerApp && [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned].includes(outerApp.type as never);
   const message = ownSummary ? outerApp.message : (root?.message || cause?.message || err.message);
-  return new CliError(message, code, hintOfFailure(typed?.type ?? outerApp?.type ?? undefined), chain.length > 1 ? chain.map(describeLink) : undefined);
+  return new CliError(message, code, hintOfFailure(typed?.type ?? outerApp?.type ?? undefined), chain.length > 1 ? chain.map((e) => (e === root && e instanceof ApplicationFailure ? `${e.type ?? 'ApplicationFailure'} (the message above)` : describeLink(e))) : undefined);
 }
 
 function hintOfFailure(type: string | undefined): string | undefined {
@@ -284,20 +288,25 @@ const UNPICKED_TASK_MS = 5000;
  * no query. Its describe shows the pending task; the history's last WorkflowTaskFailed event says
  * why it fails.
  */
-export async function workflowTaskTrouble(handle: WorkflowHandle, desc: WorkflowExecutionDescription): Promise<WorkflowTaskTrouble | undefined> {
+export async function workflowTaskTrouble(handle: WorkflowHandle, desc: WorkflowExecutionDescription, opts: { now?: boolean } = {}): Promise<WorkflowTaskTrouble | undefined> {
   if (desc.status.name !== 'RUNNING') return undefined;
   const pending = desc.raw.pendingWorkflowTask;
   if (!pending) return undefined;
   const attempt = pending.attempt ?? 1;
   let message: string | undefined;
   if (attempt >= 2) {
-    const failed = (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes).at(-1)?.workflowTaskFailedEventAttributes;
+    const events = (await handle.fetchHistory()).events ?? [];
+    const failed = events.filter((e) => e.workflowTaskFailedEventAttributes).at(-1)?.workflowTaskFailedEventAttributes;
     if (!failed) return undefined;
     message = [failed.failure?.message, failed.failure?.cause?.message].filter(Boolean).join(': ') || 'no failure message recorded';
+    // A signal the worker cannot decode fails every later workflow task: name it.
+    const lastCompleted = events.map((e) => !!e.workflowTaskCompletedEventAttributes).lastIndexOf(true);
+    const signal = events.slice(lastCompleted + 1).find((e) => e.workflowExecutionSignaledEventAttributes)?.workflowExecutionSignaledEventAttributes;
+    if (signal && lastCompleted >= 0) message += ` (after the signal "${signal.signalName}" from ${signal.identity || 'unknown'}; a signal payload the worker cannot decode wedges the run)`;
   } else {
     const scheduledMs = Number(pending.scheduledTime?.seconds ?? 0) * 1000;
     const notStarted = !pending.startedTime || Number(pending.startedTime.seconds ?? 0) === 0;
-    if (!notStarted || !scheduledMs || Date.now() - scheduledMs < UNPICKED_TASK_MS) return undefined;
+    if (!notStarted || !scheduledMs || (!opts.now && Date.now() - scheduledMs < UNPICKED_TASK_MS)) return undefined;
     const { workflowService, options } = handle.client;
     const queue = await workflowService.describeTaskQueue({ namespace: options.namespace, taskQueue: { name: desc.taskQueue }, taskQueueType: 1 /* WORKFLOW */ });
     if (queue.pollers?.length) return undefined;
@@ -307,13 +316,23 @@ export async function workflowTaskTrouble(handle: WorkflowHandle, desc: Workflow
   return { message, attempt: attempt >= 2 ? attempt : 0, neverStarted: !events.some((e) => e.workflowTaskCompletedEventAttributes) };
 }
 
+/** "the worker fails it: <why>" or "no worker picks it up: <why>". */
+export function troubleText(trouble: WorkflowTaskTrouble): string {
+  return trouble.attempt ? `the worker fails it (attempt ${trouble.attempt}): ${trouble.message.split('\n')[0]}` : `no worker picks it up: ${trouble.message.split('\n')[0]}`;
+}
+
 export function stuckRunError(workflowId: string, deployment: string | undefined, trouble: WorkflowTaskTrouble): CliError {
-  const what = trouble.attempt ? `the worker fails its ${trouble.neverStarted ? 'first ' : ''}workflow task (attempt ${trouble.attempt})` : 'its workflow task waits for a worker';
-  const first = `${workflowId} is stuck: ${what}: ${trouble.message.split('\n')[0]}`;
+  const first = `${workflowId} is stuck on its ${trouble.neverStarted ? 'first ' : ''}workflow task: ${troubleText(trouble)}`;
   const cancel = `dg-upgrade cancel ${deployment ?? `--workflow-id ${workflowId}`}`;
   return trouble.neverStarted
-    ? new CliError(first, EXIT.needsAttention, `no step has run; free the deployment with: ${cancel} (it terminates the run), then start it again${trouble.attempt ? ' with a JSON input' : ' on the task queue dg-upgrade-<node>'}`)
-    : new CliError(first, EXIT.needsAttention, 'fix the worker (see its log) and the run continues where it stopped; terminating it could leave the deployment half-changed');
+    ? new CliError(first, EXIT.needsAttention, `no step has run; free the deployment with: ${cancel} (it terminates the run), then start it again as the README says (dg-upgrade upgrade, or the UI with workflow type, task queue dg-upgrade-<node> and a JSON input)`)
+    : new CliError(
+        first,
+        EXIT.needsAttention,
+        /wedges the run/.test(trouble.message)
+          ? 'reset the run to its last completed workflow task without re-applying signals (Temporal UI: Reset), then send the signal again with a JSON payload; terminating could leave the deployment half-changed'
+          : 'fix the worker (see its log) and the run continues where it stopped; terminating it could leave the deployment half-changed',
+      );
 }
 
 export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> {
