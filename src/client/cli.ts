@@ -68,14 +68,14 @@ function checkPlanHash(hash: string): void {
 
 function requireFlag(values: Record<string, any>, name: string, what: string): string {
   const v = values[name];
-  if (typeof v !== 'string' || !v) throw new CliError(`missing --${name} (${what})`, EXIT.badInput);
+  if (typeof v !== 'string' || !v) throw new CliError(`missing --${name} (${what})`, EXIT.badInput, `pass --${name}; see the command's --help`);
   return v;
 }
 
 function target(values: Record<string, any>, positionals: string[]): { deployment?: string; workflowId?: string } {
   const workflowId = values['workflow-id'] as string | undefined;
   const deployment = (values.deployment as string | undefined) ?? positionals[0];
-  if (!workflowId && !deployment) throw new CliError('name a deployment (positional or --deployment) or give --workflow-id', EXIT.badInput);
+  if (!workflowId && !deployment) throw new CliError('name a deployment (positional or --deployment) or give --workflow-id', EXIT.badInput, 'e.g. dg-upgrade status prod; list runs with: dg-upgrade list');
   return { deployment, workflowId };
 }
 
@@ -107,9 +107,9 @@ const commands: Record<string, Command> = {
       try {
         created = await createWorker({ profilePath: profilePathFromEnv(values.profile), node: values.node });
       } catch (e) {
-        if (e instanceof ProfileError) throw new CliError(e.message, EXIT.invalidProfile);
-        if (/connect|ECONNREFUSED|transport/i.test((e as Error).message)) throw new CliError(`cannot reach Temporal: ${(e as Error).message}`, EXIT.unavailable);
-        throw new CliError((e as Error).message, EXIT.badInput);
+        if (e instanceof ProfileError) throw new CliError(e.message.split('\n').join('; '), EXIT.invalidProfile, 'fix the profile file (--profile / DG_UPGRADE_PROFILE)');
+        if (/connect|ECONNREFUSED|transport/i.test((e as Error).message)) throw new CliError(`cannot reach Temporal: ${(e as Error).message}`, EXIT.unavailable, 'start it, or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE');
+        throw new CliError((e as Error).message, EXIT.badInput, 'see dg-upgrade worker --help');
       }
       err(`dg-upgrade worker: workflow code build ${created.workflowCode.buildId} (from ${created.workflowCode.origin})`);
       err(`dg-upgrade worker: serving task queue ${created.taskQueue} (pid ${process.pid}); SIGTERM or Ctrl-C stops it cleanly`);
@@ -318,9 +318,9 @@ const commands: Record<string, Command> = {
     examples: ['dg-upgrade accept-data-loss prod --events 3', 'dg-upgrade accept-data-loss --workflow-id dg-upgrade-prod-rollback-01a21254 --events 3'],
     async run(values, positionals) {
       const events = Number(requireFlag(values, 'events', 'the number of events the status query says would be discarded'));
-      if (!Number.isInteger(events) || events < 1) throw new CliError('--events must be a positive integer', EXIT.badInput);
+      if (!Number.isInteger(events) || events < 1) throw new CliError('--events must be a positive integer', EXIT.badInput, 'pass the number of events dg-upgrade status reports under "data loss"');
       return signalRollback(values, positionals, 'acceptDataLoss', (status) => {
-        if (status.phase !== 'awaiting-data-loss-approval') throw new CliError(`${status.workflowId} is not waiting for a data-loss decision (phase ${status.phase})`, EXIT.invalidState);
+        if (status.phase !== 'awaiting-data-loss-approval') throw new CliError(`${status.workflowId} is not waiting for a data-loss decision (phase ${status.phase})`, EXIT.invalidState, 'see where it stands with: dg-upgrade status');
         if (status.dataLoss?.eventsAfterBackup !== events) {
           throw new CliError(`the rollback would discard ${status.dataLoss?.eventsAfterBackup} events, not ${events}`, EXIT.invalidState, 'read them with: dg-upgrade status');
         }
@@ -335,7 +335,7 @@ const commands: Record<string, Command> = {
     examples: ['dg-upgrade retry prod --comment "disk freed"'],
     async run(values, positionals) {
       return signalRollback(values, positionals, 'retry', (status) => {
-        if (status.phase !== 'rollback-blocked') throw new CliError(`${status.workflowId} is not blocked (phase ${status.phase})`, EXIT.invalidState);
+        if (status.phase !== 'rollback-blocked') throw new CliError(`${status.workflowId} is not blocked (phase ${status.phase}); nothing to retry`, EXIT.invalidState, 'see where it stands with: dg-upgrade status');
         return { by: operatorName(values.by), comment: values.comment };
       });
     },
@@ -356,7 +356,7 @@ const commands: Record<string, Command> = {
     examples: ['dg-upgrade backups prod', 'dg-upgrade backups prod --verify --json'],
     async run(values, positionals) {
       const name = (values.deployment as string | undefined) ?? positionals[0];
-      if (!name) throw new CliError('name a deployment', EXIT.badInput);
+      if (!name) throw new CliError('name a deployment', EXIT.badInput, 'e.g. dg-upgrade backups prod');
       const d = loadDeployment(values.profile, name);
       const backups = await listBackupsOf(d);
       const rows = [];
@@ -404,11 +404,11 @@ const commands: Record<string, Command> = {
       if (values.state) {
         const states: Record<string, string> = { running: 'Running', completed: 'Completed', failed: 'Failed', canceled: 'Canceled', cancelled: 'Canceled', terminated: 'Terminated', timed_out: 'TimedOut' };
         const s = states[String(values.state).toLowerCase()];
-        if (!s) throw new CliError(`unknown --state ${values.state}; one of ${Object.keys(states).join(', ')}`, EXIT.badInput);
+        if (!s) throw new CliError(`unknown --state ${values.state}`, EXIT.badInput, `use one of ${Object.keys(states).join(', ')}`);
         clauses.push(`ExecutionStatus = "${s}"`);
       }
       const limit = Number(values.limit ?? 20);
-      if (!Number.isInteger(limit) || limit < 1) throw new CliError('--limit must be a positive integer', EXIT.badInput);
+      if (!Number.isInteger(limit) || limit < 1) throw new CliError('--limit must be a positive integer', EXIT.badInput, 'e.g. --limit 20');
       return withSession(async (session) => {
         const rows: Array<Record<string, unknown>> = [];
         for await (const wf of session.client.workflow.list({ query: clauses.join(' AND ') })) {
@@ -454,12 +454,12 @@ async function signalRollback(values: Record<string, any>, positionals: string[]
     let status = await readStatus(handle);
     if (status.operation === 'upgrade' && !values['workflow-id']) {
       const child = await runningRollbackChild(session, status.deployment);
-      if (!child) throw new CliError(`${handle.workflowId} runs no rollback now (phase ${status.phase})`, EXIT.invalidState);
+      if (!child) throw new CliError(`${handle.workflowId} runs no rollback now (phase ${status.phase})`, EXIT.invalidState, 'see where it stands with: dg-upgrade status');
       handle = session.client.workflow.getHandle(child);
       status = await readStatus(handle);
     }
     const desc = await describeOrFail(handle);
-    if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} already finished (${desc.status.name})`, EXIT.invalidState);
+    if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} already finished (${desc.status.name}); nothing to ${signal}`, EXIT.invalidState, 'see how it ended with: dg-upgrade status');
     await handle.signal(signal, build(status));
     if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, signal }));
     else out(`Sent ${signal} to ${handle.workflowId}`);
@@ -482,7 +482,7 @@ async function awaitingDecision(handle: ReturnType<typeof handleFor>, verb: stri
   const trouble = await workflowTaskTrouble(handle, desc);
   if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
   const status = await handle.query<UpgradeStatus>('status');
-  if (status.decision) throw new CliError(`${handle.workflowId} was already ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}`, EXIT.invalidState);
+  if (status.decision) throw new CliError(`${handle.workflowId} was already ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}`, EXIT.invalidState, 'follow it with: dg-upgrade status --follow');
   if (verb === 'approve' && status.phase !== 'awaiting-approval') {
     throw new CliError(`${handle.workflowId} is not waiting for approval (phase ${status.phase})`, EXIT.invalidState, 'wait for the plan, then approve: dg-upgrade status --follow');
   }
@@ -495,8 +495,8 @@ async function confirmDecision(handle: ReturnType<typeof handleFor>): Promise<Up
     const desc = await handle.describe();
     const status = await handle.query<UpgradeStatus>('status').catch(() => undefined);
     if (status?.decision || desc.status.name !== 'RUNNING') return status ?? (await handle.query<UpgradeStatus>('status'));
-    if (status?.ignoredSignals.length) throw new CliError(`the run ignored the signal: ${status.ignoredSignals.at(-1)}`, EXIT.invalidState);
-    if (Date.now() > deadline) throw new CliError('the signal was sent but the run has not recorded a decision yet; check: dg-upgrade status', EXIT.unavailable);
+    if (status?.ignoredSignals.length) throw new CliError(`the run ignored the signal: ${status.ignoredSignals.at(-1)}`, EXIT.invalidState, 'see where it stands with: dg-upgrade status');
+    if (Date.now() > deadline) throw new CliError('the signal was sent but the run has not recorded a decision yet', EXIT.unavailable, 'check with: dg-upgrade status (is the worker running?)');
     await new Promise((r) => setTimeout(r, 200));
   }
 }

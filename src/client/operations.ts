@@ -28,7 +28,7 @@ export async function connect(): Promise<Session> {
   try {
     settings = temporalSettings();
   } catch (err) {
-    throw new CliError((err as Error).message, EXIT.badInput);
+    throw new CliError((err as Error).message, EXIT.badInput, 'fix the TEMPORAL_* environment (see dg-upgrade --help)');
   }
   let connection: Connection;
   try {
@@ -233,8 +233,8 @@ export function cliErrorOfFailure(err: unknown): CliError {
   if (err instanceof CliError) return err;
   if (!(err instanceof WorkflowFailedError)) return new CliError((err as Error).message, EXIT.failed);
   const cause = err.cause;
-  if (cause instanceof CancelledFailure) return new CliError('cancelled by an operator', EXIT.rejected);
-  if (cause instanceof TerminatedFailure) return new CliError(`terminated: ${cause.message}`, EXIT.failed);
+  if (cause instanceof CancelledFailure) return new CliError('cancelled by an operator', EXIT.rejected, 'see what was put back with: dg-upgrade status');
+  if (cause instanceof TerminatedFailure) return new CliError(`terminated: ${cause.message}`, EXIT.failed, 'check the deployment with: dg-upgrade status');
   if (cause instanceof TimeoutFailure) return new CliError(`the run timed out (${cause.timeoutType ?? 'workflow timeout'}); is a worker serving its task queue?`, EXIT.failed, 'start one with: dg-upgrade worker');
   const chain = failureChain(err);
   const root = chain.at(-1) as Error | undefined;
@@ -245,10 +245,10 @@ export function cliErrorOfFailure(err: unknown): CliError {
   // The upgrade's own summaries already name the step, the cause and what was put back.
   const ownSummary = outerApp && [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned].includes(outerApp.type as never);
   const message = ownSummary ? outerApp.message : (root?.message || cause?.message || err.message);
-  return new CliError(message, code, hintOfFailure(typed?.type ?? outerApp?.type ?? undefined), chain.length > 1 ? chain.map((e) => (e === root && e instanceof ApplicationFailure ? `${e.type ?? 'ApplicationFailure'} (the message above)` : describeLink(e))) : undefined);
+  return new CliError(message, code, hintOfFailure(typed?.type ?? outerApp?.type ?? undefined, chain), chain.length > 1 ? chain.map((e) => (e === root && e instanceof ApplicationFailure ? `${e.type ?? 'ApplicationFailure'} (the message above)` : describeLink(e))) : undefined);
 }
 
-function hintOfFailure(type: string | undefined): string | undefined {
+function hintOfFailure(type: string | undefined, chain: unknown[]): string | undefined {
   switch (type) {
     case FAILURE_TYPES.invalidProfile:
       return "fix the profile (or the secret it names) on the worker's node; the worker reads it again on the next run";
@@ -264,8 +264,10 @@ function hintOfFailure(type: string | undefined): string | undefined {
       return 'list backups with: dg-upgrade backups <deployment>';
     case FAILURE_TYPES.badInput:
       return 'fix the input the message names and start again';
-    default:
-      return undefined;
+    default: {
+      const activity = chain.find((e): e is ActivityFailure => e instanceof ActivityFailure);
+      return activity ? `the worker's ${activity.activityType} step failed on the node: fix what the message names (the worker log has details) and start again` : undefined;
+    }
   }
 }
 
