@@ -11,7 +11,7 @@
  * so that the histories are the ones its runs leave behind. See docs/workflow-changes.md.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Client, Connection } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { temporalCliPath } from '../src/stack/temporalCli.js';
 
 type E2eModule = typeof import('../test/support/e2e.js');
 type TemporalModule = typeof import('../test/support/temporal.js');
@@ -155,10 +155,11 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'projection-rebuild',
-    description: 'v0.2.2 (projection bug, no migration) fails smoke; the narrow path rebuilds projections on v0.1.0 without a restore (parent and rebuildProjections child)',
+    description: 'v0.2.2 (projection bug, no migration) fails smoke; the narrow path rebuilds projections on v0.1.0 without a restore (parent and rebuildProjections child); then `dg-upgrade rebuild-projections` of trace_summary on its own',
     async run({ e2e }, temporal) {
       const d = await e2e.createRunningDeployment(temporal, 'h-projbug');
       await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.2', '--yes', '--follow'], 1);
+      await cliOk(d, ['rebuild-projections', '--deployment', d.name, '--projections', 'trace_summary', '--follow']);
       return d;
     },
   },
@@ -198,15 +199,6 @@ const SCENARIOS: Scenario[] = [
       return d;
     },
   },
-  {
-    name: 'standalone-rebuild',
-    description: '`dg-upgrade rebuild-projections` of trace_summary on its own',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-rebuild');
-      await cliOk(d, ['rebuild-projections', '--deployment', d.name, '--projections', 'trace_summary', '--follow']);
-      return d;
-    },
-  },
 ];
 
 export interface HistoryIndexEntry {
@@ -215,8 +207,8 @@ export interface HistoryIndexEntry {
   description: string;
   workflowType: string;
   workflowId: string;
-  /** Which run of the scenario this is: "main" for the run the CLI started, else the child's workflow type. */
-  role: string;
+  /** Which run of the scenario this is: "main" (the first run the CLI started), "child" (started by another run), or "then" (a later run the CLI started). */
+  role: 'main' | 'child' | 'then';
 }
 
 export interface HistoryIndex {
@@ -237,11 +229,16 @@ async function exportHistories(temporal: TestTemporal, d: E2eDeployment, scenari
     check(runs.length > 0, `scenario ${scenario.name} left no run`, d.name);
     for (const wf of runs) {
       check(wf.status.name !== 'RUNNING', `scenario ${scenario.name}: run ${wf.workflowId} is still running`, wf.status.name);
-      const isChild = !!wf.parentExecution;
-      const role = isChild ? wf.type : entries.some((e) => e.role === 'main') ? wf.type : 'main';
-      const file = role === 'main' ? `${scenario.name}.json` : `${scenario.name}.${wf.type}.json`;
-      const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-      writeFileSync(path.join(outDir, file), `${historyToJSON(history)}\n`);
+      const role = wf.parentExecution ? 'child' : entries.some((e) => e.role === 'main') ? 'then' : 'main';
+      const file = role === 'main' ? `${scenario.name}.json` : role === 'child' ? `${scenario.name}.${wf.type}.json` : `${scenario.name}.then-${wf.type}.json`;
+      check(!entries.some((e) => e.file === file), `scenario ${scenario.name}: two runs would share ${file}`, entries);
+      // The CLI writes the JSON form every Temporal tool reads (historyFromJSON, runReplayHistory).
+      const json = execFileSync(
+        temporalCliPath(),
+        ['workflow', 'show', '--address', temporal.address, '--namespace', temporal.namespace, '--workflow-id', wf.workflowId, '--run-id', wf.runId, '--output', 'json'],
+        { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+      );
+      writeFileSync(path.join(outDir, file), json.endsWith('\n') ? json : `${json}\n`);
       entries.push({ file, scenario: scenario.name, description: scenario.description, workflowType: wf.type, workflowId: wf.workflowId, role });
     }
     return entries;
@@ -261,42 +258,53 @@ async function main(): Promise<void> {
   const version = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')).version as string;
   const release = values.release ?? `${version}-${commit}`;
   const outDir = path.join(THIS_ROOT, 'test/fixtures/histories', release);
-  mkdirSync(outDir, { recursive: true });
   const only = values.only?.split(',');
+  if (!only) rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
   const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.name));
 
+  const e2e: E2eModule = await import(pathToFileURL(e2ePath).href);
+  // Every deployment a scenario creates is disposed of, also when the scenario fails half-way.
+  const created: E2eDeployment[] = [];
   const helpers: Helpers = {
-    e2e: await import(pathToFileURL(e2ePath).href),
+    e2e: {
+      ...e2e,
+      createE2eDeployment: async (...args) => created[created.push(await e2e.createE2eDeployment(...args)) - 1]!,
+      createRunningDeployment: async (...args) => created[created.push(await e2e.createRunningDeployment(...args)) - 1]!,
+    },
     temporal: await import(pathToFileURL(path.join(checkout, 'dist/test/support/temporal.js')).href),
   };
   const indexPath = path.join(outDir, 'index.json');
   const previous: HistoryIndex | undefined = existsSync(indexPath) ? JSON.parse(readFileSync(indexPath, 'utf8')) : undefined;
   const kept = (previous?.histories ?? []).filter((h) => !scenarios.some((s) => s.name === h.scenario));
-  const temporal = await helpers.temporal.startTestTemporal();
   const recorded: HistoryIndexEntry[] = [];
+  const writeIndex = () => {
+    const index: HistoryIndex = {
+      release,
+      recordedFrom: { commit, version },
+      recordedAt: new Date().toISOString(),
+      histories: [...kept, ...recorded].sort((a, b) => a.file.localeCompare(b.file)),
+    };
+    writeFileSync(indexPath, `${JSON.stringify(index, null, 2)}\n`);
+  };
+  const temporal = await helpers.temporal.startTestTemporal();
   try {
     for (const scenario of scenarios) {
       const started = Date.now();
       process.stderr.write(`record: ${scenario.name} (code of ${checkout} at ${commit})\n`);
-      const d = await scenario.run(helpers, temporal);
       try {
+        const d = await scenario.run(helpers, temporal);
         const entries = await exportHistories(temporal, d, scenario, outDir);
         recorded.push(...entries);
+        writeIndex();
         process.stderr.write(`record: ${scenario.name}: ${entries.map((e) => e.file).join(', ')} in ${Math.round((Date.now() - started) / 1000)} s\n`);
       } finally {
-        await d.dispose();
+        for (const d of created.splice(0)) await d.dispose();
       }
     }
   } finally {
     await temporal.dispose();
   }
-  const index: HistoryIndex = {
-    release,
-    recordedFrom: { commit, version },
-    recordedAt: new Date().toISOString(),
-    histories: [...kept, ...recorded].sort((a, b) => a.file.localeCompare(b.file)),
-  };
-  writeFileSync(indexPath, `${JSON.stringify(index, null, 2)}\n`);
   process.stderr.write(`record: ${recorded.length} histories written to ${outDir}\n`);
 }
 
