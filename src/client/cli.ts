@@ -91,6 +91,7 @@ async function follow(session: Session, workflowId: string, json: boolean): Prom
     out(`Temporal UI: ${workflowUiLink(session.settings, workflowId)}`);
   }
   if (final.error) err(errorText(final.error));
+  else if (final.exitCode !== EXIT.ok) err(errorText(new CliError(final.result?.summary ?? `${workflowId} ended with exit code ${final.exitCode}`, final.exitCode, 'see the status above; start a new operation when ready')));
   return final.exitCode;
 }
 
