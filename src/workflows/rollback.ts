@@ -153,6 +153,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
         try {
           const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp, acceptedEvents });
           report.asideDatabase = restored.asideDatabase;
+          if (restored.otherSessions?.seen.length) report.otherSessions = restored.otherSessions;
           if (status.dataLoss && restored.discarded) status.dataLoss.discarded = restored.discarded.count;
           const backupMax = restored.discarded?.backupMaxLogSeq ?? manifest.eventLog.maxLogSeq;
           report.writes = restored.discarded?.count

@@ -284,6 +284,8 @@ export interface RollbackReport {
   dataLoss?: DataLossReport;
   /** Where the confirmed writes are: the restored database up to the backup, the rest only in the set-aside one. */
   writes?: string;
+  /** Sessions of other clients found on the live database at the swap, and what was done about them. */
+  otherSessions?: BackupManifest['otherSessions'];
   smoke?: SmokeReport;
   summary: string;
 }
@@ -302,7 +304,7 @@ export interface UpgradeStatus {
   ignoredSignals: string[];
   baselineSmoke?: SmokeReport;
   smoke?: SmokeReport;
-  backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions'>;
+  backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions' | 'otherSessions'> & { eventLog?: BackupManifest['eventLog'] };
   error?: { step: string; message: string };
   outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted' | 'rolled-back' | 'abandoned' | 'rebuilt';
   /** Upgrade: what kind of failure it was and which recovery applies. */

@@ -185,7 +185,15 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         kind: 'pre-upgrade',
       });
       backupTaken = true;
-      status.backup = { id: manifest.id, file: manifest.file, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256, migrationVersions: manifest.migrationVersions };
+      status.backup = {
+        id: manifest.id,
+        file: manifest.file,
+        sizeBytes: manifest.sizeBytes,
+        sha256: manifest.sha256,
+        migrationVersions: manifest.migrationVersions,
+        eventLog: manifest.eventLog,
+        otherSessions: manifest.otherSessions,
+      };
       return undefined;
     });
 
