@@ -14,6 +14,7 @@ import { createSampleDeployment, type SampleDeployment } from './sampleDeploymen
  * the sample DecisionGraph target serving v0.1.0, then a whole upgrade to v0.2.0 through the
  * CLI. Everything stays up for a look in the UI until Ctrl-C, which stops all it started.
  *   --exit   stop right after the upgrade (exit code = the upgrade's)
+ *   --target beam   upgrade the real Elixir target (test/fixtures/beam-target) instead of the Node stand-in
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const cli = path.join(root, 'bin', 'dg-upgrade.js');
@@ -24,6 +25,8 @@ const appPort = Number(process.env.DG_DEMO_APP_PORT || 4100);
 const adminUrl = process.env.DG_ADMIN_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const demoDb = process.env.DG_DEMO_DATABASE || 'dg_upgrade_demo';
 const exitAfter = process.argv.includes('--exit');
+const targetArg = process.argv.indexOf('--target');
+const target = targetArg >= 0 ? process.argv[targetArg + 1] : 'stand-in';
 const say = (line: string) => console.log(`demo: ${line}`);
 
 async function recreateDatabase(): Promise<string> {
@@ -81,6 +84,7 @@ async function terminateLeftoverRun(address: string): Promise<void> {
 
 async function main(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stopAll(130));
+  if (target !== 'stand-in' && target !== 'beam') throw new Error(`--target is stand-in or beam, not ${target}`);
   say(`state dir ${stateDir}`);
   server = await startDevServer({ stateDir: path.join(stateDir, 'temporal'), port: temporalPort, uiPort, log: say });
   say(`Temporal dev server ready in ${server.startupMs} ms: frontend ${server.address}, UI ${server.uiUrl}`);
@@ -89,8 +93,8 @@ async function main(): Promise<void> {
   const databaseUrl = await recreateDatabase();
   const dir = path.join(stateDir, 'demo');
   rmSync(dir, { recursive: true, force: true });
-  deployment = await createSampleDeployment({ dir, databaseUrl, port: appPort, name: 'sample', compileMs: 1500 });
-  say(`sample DecisionGraph target (a test fixture) generated in ${deployment.target.repoDir}`);
+  deployment = await createSampleDeployment({ dir, databaseUrl, port: appPort, name: 'sample', compileMs: 1500, target });
+  say(`sample DecisionGraph target (a test fixture${target === 'beam' ? ', real Elixir' : ''}) generated in ${deployment.target.repoDir}`);
   say('building, migrating and starting v0.1.0...');
   await deployment.bootstrap();
   say(`v0.1.0 serves on http://127.0.0.1:${appPort} (GET /api/healthz)`);
