@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, watch } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -211,11 +211,24 @@ describe('a rollback step that fails waits for the operator, under 50 writes/s',
     const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes']);
     assert.equal(started.exitCode, 0, started.stderr);
     // While the rollback restores (past its data-loss gate), something else grabs the app's port.
-    const marker = path.join(failDir, 'restore.beforeSwap');
-    await followAcceptingDataLoss(d, { until: () => existsSync(marker), timeoutMs: 120_000 });
-    assert.ok(existsSync(marker), 'the rollback reached its restore');
     // The squatter answers 200 to everything: the traffic's writes to it are refused (not 201), not confirmed.
-    const squatter = http.createServer((_req, res) => res.end('{"squatter": true}')).listen(d.port, '127.0.0.1');
+    const marker = path.join(failDir, 'restore.beforeSwap');
+    const squatter = http.createServer((_req, res) => res.end('{"squatter": true}'));
+    const listening = new Promise<void>((resolve, reject) => {
+      squatter.once('error', reject);
+      squatter.once('listening', () => resolve());
+    });
+    // fs.watch fires within a millisecond or so: the port is taken long before startOld gets to it.
+    const watcher = watch(failDir, (_event, file) => {
+      if (file === 'restore.beforeSwap' && !squatter.listening) squatter.listen(d.port, '127.0.0.1');
+    });
+    try {
+      await followAcceptingDataLoss(d, { until: () => existsSync(marker), timeoutMs: 120_000 });
+      assert.ok(existsSync(marker), 'the rollback reached its restore');
+      await listening;
+    } finally {
+      watcher.close();
+    }
     try {
       const upgrading = await waitForStatus(d, (s) => !!s.rollbackWorkflowId, 'the rollback to start');
       const blocked = await waitForStatus(d, (s) => s.phase === 'rollback-blocked', 'the rollback to block', 120_000, ['--workflow-id', upgrading.rollbackWorkflowId]);
