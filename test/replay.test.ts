@@ -55,3 +55,10 @@ test('a deliberately non-deterministic change of the upgrade workflow fails the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the committed code A of the worker roll-out test is the code the histories were recorded from', async () => {
+  // test/fixtures/workflows-bbe888c is what test/worker-rollout.e2e.test.ts runs as the previous release.
+  const { code } = await bundleWorkflowCode({ workflowsPath: path.join(PROJECT_ROOT, 'test', 'fixtures', 'workflows-bbe888c', 'workflows', 'index.js'), logger: new DefaultLogger('WARN') });
+  const failures = await replayHistories(code, histories.filter((h) => h.name.startsWith('0.1.0-bbe888c/')));
+  assert.deepEqual(failures.map((f) => f.message), []);
+});
