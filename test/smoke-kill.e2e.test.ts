@@ -58,6 +58,9 @@ test('SIGKILL of the runtime during smoke: detected in under 3 s, rolled back', 
     assert.doesNotMatch(s.summary, /COMPENSATION FAILED/);
     const smoke = s.steps.find((st: any) => st.name === 'smoke');
     assert.equal(smoke.state, 'failed');
+    const checks = Object.fromEntries((s.smoke?.checks ?? []).map((c: any) => [c.name, c]));
+    assert.equal(checks.healthz?.passed, true, `healthz passed before the kill, so the kill is what failed the smoke: ${JSON.stringify(checks.healthz)}`);
+    assert.match(checks.projections?.reason ?? '', /gone|refused|not running/, 'the next check failed because the runtime is gone');
     const detectedMs = Date.parse(smoke.endedAt) - killedAt;
     t.diagnostic(`kill -> smoke step failed: ${detectedMs} ms; smoke: ${JSON.stringify(s.smoke?.checks?.map((c: any) => `${c.name}: ${c.passed ? 'ok' : c.reason} (${c.latencyMs} ms)`))}`);
     assert.ok(detectedMs >= 0, 'the smoke step ended after the kill');

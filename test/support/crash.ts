@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import {
-  assertRestoredToPreUpgrade,
   createE2eDeployment,
   databaseFacts,
   editProfile,
@@ -13,6 +12,9 @@ import {
   type E2eDeployment,
 } from './e2e.js';
 import type { TestTemporal } from './temporal.js';
+import { assertRestoredToBackup, followAcceptingDataLoss, startWarmTraffic } from './liveRun.js';
+import { databaseUrlFor } from './postgres.js';
+import { assertConfirmedWritesAccountedFor, assertGateCountMatchesDiscarded, type Traffic } from './traffic.js';
 import { Client, Connection } from '@temporalio/client';
 
 export interface CrashCase {
@@ -81,9 +83,12 @@ const fingerprint = (s: any) => JSON.stringify(s?.steps?.map((st: any) => [st.na
  */
 export async function runCrashCase(temporal: TestTemporal, label: string, c: CrashCase): Promise<CrashOutcome> {
   const d = await createE2eDeployment(temporal, label, { model: c.model });
+  let traffic: Traffic | undefined;
   try {
     await d.bootstrap();
     await waitCaughtUp(d);
+    // The app takes 50 writes/s throughout: crashes and recoveries happen on a busy install.
+    traffic = await startWarmTraffic(d);
     const before = await databaseFacts(d.databaseUrl);
     if (c.profile) editProfile(d, c.profile);
     const failDir = mkdtempSync(path.join(d.dir, 'failpoints-')); // removed with the deployment's dir
@@ -91,12 +96,17 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     const started = await d.cli(['upgrade', '-d', d.name, '--to', c.target, '--yes']);
     assert.equal(started.exitCode, 0, started.stderr);
 
-    await waitForFile(path.join(failDir, c.failpoint.replace(/[#:].*$/, '')), 120_000);
+    // A rollback stops at its data-loss gate (the new version took writes) before its own failpoints: accept it meanwhile.
+    const marker = path.join(failDir, c.failpoint.replace(/[#:].*$/, ''));
+    const gate = followAcceptingDataLoss(d, { until: () => existsSync(marker), timeoutMs: 120_000 }).catch((err: Error) => err);
+    await waitForFile(marker, 120_000);
     if (c.killAfterMs) await sleep(c.killAfterMs);
     const snapshot = fingerprint(await statusOf(d));
     const interrupted = await pendingActivityAttempts(temporal, d.name);
     await first.kill('SIGKILL');
     const killedAt = Date.now();
+    const gateError = await gate;
+    if (gateError instanceof Error) throw gateError;
     await d.startWorker();
     let recoveryMs = -1;
     let resumeMs = -1;
@@ -118,23 +128,30 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     await watchResume;
     if (resumeMs < 0) resumeMs = recoveryMs;
 
-    const followed = await d.cli(['status', d.name, '--follow', '--json']);
-    const final = JSON.parse(followed.stdout);
-    const status = final.status;
+    const followed = await followAcceptingDataLoss(d);
+    const status = followed.status;
     let rollbackStatus: any;
+    const asides: Record<string, string> = {};
     if (c.target === 'v0.2.0') {
-      assert.equal(followed.exitCode, 0, `upgrade succeeds after the crash: ${followed.stdout} ${followed.stderr}`);
+      assert.equal(followed.exitCode, 0, `upgrade succeeds after the crash: ${JSON.stringify(status).slice(0, 1500)}`);
       assert.equal(status.outcome, 'succeeded');
       assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0');
       const after = await databaseFacts(d.databaseUrl);
       assert.equal(after.versions.length, before.versions.length + 1, 'the migration applied once');
     } else {
-      assert.equal(followed.exitCode, 1, `the upgrade ends rolled back: ${followed.stdout} ${followed.stderr}`);
+      assert.equal(followed.exitCode, 1, `the upgrade ends rolled back: ${JSON.stringify(status).slice(0, 1500)}`);
       assert.equal(status.outcome, 'rolled-back', status.summary);
-      await assertRestoredToPreUpgrade(d, before);
+      const aside = databaseUrlFor(status.rollback.asideDatabase);
+      asides[status.rollback.asideDatabase] = aside;
+      await assertRestoredToBackup(d, status, aside);
+      await assertGateCountMatchesDiscarded(status, d.databaseUrl, aside, traffic.snapshot());
       const rb = await d.cli(['status', '--workflow-id', status.rollbackWorkflowId, '--json']);
       rollbackStatus = JSON.parse(rb.stdout);
     }
+    const written = await traffic.stop();
+    traffic = undefined;
+    const accounted = await assertConfirmedWritesAccountedFor(written, d.databaseUrl, asides);
+    if (c.target === 'v0.2.0') assert.equal(accounted.setAside, 0, 'no confirmed write set aside');
 
     const backups = readdirSync(d.profile.deployments[d.name]!.backups.dir);
     assert.deepEqual(backups.filter((f) => f.endsWith('.dump')).length, 1, `one backup, not a duplicate: ${backups.join(', ')}`);
@@ -144,6 +161,7 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     assert.equal(listenersOnPort(d.port), 1, 'one runtime on the port');
     return { resumeMs, recoveryMs, finalStatus: status, rollbackStatus };
   } finally {
+    await traffic?.stop();
     await d.dispose();
   }
 }
