@@ -168,7 +168,8 @@ export async function describeOrFail(handle: WorkflowHandle) {
  */
 export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus> {
   const desc = await describeOrFail(handle);
-  const trouble = await workflowTaskTrouble(handle, desc);
+  // Checked before the query, which would wait for a worker that never comes.
+  const trouble = await workflowTaskTrouble(handle, desc, { now: true });
   if (trouble) throw stuckRunError(handle.workflowId, desc.searchAttributes?.DgDeployment?.[0] as string | undefined ?? deploymentOfLockId(handle.workflowId), trouble);
   try {
     return await handle.query<UpgradeStatus>('status');
