@@ -221,3 +221,19 @@ test('worker killed during the real mix compile (source model): the retry compil
 test("worker killed right after spawning the release's start (release model): the booting BEAM is kept and the upgrade completes", async () => {
   await crashCase('beamcrashstart', { model: 'release', failpoint: 'startRuntime.afterSpawn' });
 });
+
+describe('in-place layout, release model on the BEAM target (one checkout, one _build shared by the versions)', () => {
+  let d: E2eDeployment;
+  before(async () => {
+    d = await createRunningDeployment(temporal, 'beaminplace', { target: 'beam', model: 'release', layout: 'in-place' });
+  });
+  after(() => disposeBeam(d));
+
+  test('v0.1.0 -> v0.3.0 fails its smoke checks and rolls back: the release that serves afterwards is v0.1.0', async () => {
+    const before = await databaseFacts(d.databaseUrl);
+    const r = await upgrade(d, 'v0.3.0');
+    assert.equal(r.exitCode, 1, r.output);
+    assert.equal(r.status.outcome, 'rolled-back', r.status.summary);
+    await assertRestoredToPreUpgrade(d, before);
+  });
+});
