@@ -66,7 +66,8 @@ const SCENARIOS: Scenario[] = [
     async run({ e2e }, temporal) {
       const d = await e2e.createRunningDeployment(temporal, 'h-approved');
       await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0']);
-      await cliOk(d, ['approve', d.name, '--comment', 'recorded']);
+      const waiting = await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-approval', 'the approval gate');
+      await cliOk(d, ['approve', d.name, '--plan-hash', waiting.planHash, '--comment', 'recorded']);
       await cliOk(d, ['status', d.name, '--follow']);
       return d;
     },
