@@ -21,7 +21,10 @@ function buildIdOf(attrs: TaskCompleted): string {
 }
 
 export async function runCode(handle: WorkflowHandle): Promise<RunCode> {
-  const history = await handle.fetchHistory();
+  return runCodeOfHistory(await handle.fetchHistory());
+}
+
+export function runCodeOfHistory(history: { events?: Array<{ workflowTaskCompletedEventAttributes?: unknown }> | null }): RunCode {
   const builds: RunCode['builds'] = [];
   for (const event of history.events ?? []) {
     const attrs = event.workflowTaskCompletedEventAttributes as TaskCompleted | null | undefined;
