@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { dropDatabasesWithPrefix } from './support/postgres.js';
+import { databaseUrlFor, dropDatabasesWithPrefix } from './support/postgres.js';
 import { PROJECT_ROOT } from './support/e2e.js';
 import { freePort } from './support/ports.js';
+import { assertConfirmedWritesAccountedFor, describeTraffic, startTraffic, type Traffic } from './support/traffic.js';
 
 /** Processes whose command line or working directory mentions `marker`. */
 function processesMentioning(marker: string): string[] {
@@ -23,7 +24,7 @@ function processesMentioning(marker: string): string[] {
   return found;
 }
 
-test('the demo upgrades the sample target, serves the UI and the app, and Ctrl-C stops everything it started', async () => {
+test('the demo upgrades the sample target under 50 writes/s, serves the UI and the app, and Ctrl-C stops everything it started', async (t) => {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'dgu-demo-'));
   const database = `dgu_demo_${Date.now().toString(36)}`;
   const [temporalPort, uiPort, appPort] = [await freePort(), await freePort(), await freePort()];
@@ -34,6 +35,13 @@ test('the demo upgrades the sample target, serves the UI and the app, and Ctrl-C
   let output = '';
   child.stdout.on('data', (c) => (output += c));
   child.stderr.on('data', (c) => (output += c));
+  // Writes through the app's API from the moment v0.1.0 serves, as an install in use would get them.
+  let traffic: Traffic | undefined;
+  const tokenFile = path.join(stateDir, 'demo', 'secrets', 'admin-token');
+  child.stdout.on('data', () => {
+    if (traffic || !output.includes('v0.1.0 serves on') || !existsSync(tokenFile)) return;
+    traffic = startTraffic({ port: appPort, databaseUrl: databaseUrlFor(database), secrets: { adminToken: readFileSync(tokenFile, 'utf8').trim() } }, { rate: 50 });
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo did not finish its upgrade in 180 s:\n${output}`)), 180_000);
@@ -54,6 +62,12 @@ test('the demo upgrades the sample target, serves the UI and the app, and Ctrl-C
     assert.equal(health.status, 200);
     assert.equal(((await health.json()) as { version: string }).version, '0.2.0');
     assert.ok(processesMentioning(stateDir).length >= 3, 'dev server, worker and app run');
+    assert.ok(traffic, 'the writes started when v0.1.0 served');
+    const written = await traffic.stop();
+    traffic = undefined;
+    const accounted = await assertConfirmedWritesAccountedFor(written, databaseUrlFor(database));
+    assert.ok(accounted.live > 0 && accounted.setAside === 0, `every confirmed write is live: ${describeTraffic(written)}`);
+    t.diagnostic(`traffic ${describeTraffic(written)}`);
 
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGINT');
@@ -63,6 +77,7 @@ test('the demo upgrades the sample target, serves the UI and the app, and Ctrl-C
     await assert.rejects(fetch(`http://127.0.0.1:${appPort}/api/healthz`), 'the app is stopped');
     await assert.rejects(fetch(`http://127.0.0.1:${uiPort}/`), 'the UI is stopped');
   } finally {
+    await traffic?.stop();
     if (child.exitCode === null) child.kill('SIGKILL');
     await dropDatabasesWithPrefix(database);
     rmSync(stateDir, { recursive: true, force: true });

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { createRunningDeployment, createE2eDeployment, databaseFacts, getJson, listDatabases, type E2eDeployment } from './support/e2e.js';
+import { startWarmTraffic, waitProjected } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, describeTraffic, eventLogRows, type Traffic } from './support/traffic.js';
 
 let temporal: TestTemporal;
 before(async () => {
@@ -18,16 +20,36 @@ async function digests(d: E2eDeployment): Promise<Record<string, string>> {
   return Object.fromEntries(r.body.data.projections.map((p: any) => [p.projection_name, p.digest]));
 }
 
-describe('v0.1.0 -> v0.2.2: a projection bug, no migration', () => {
+/** Digests of v0.1.0's own full rebuild (admin replay, mode rebuild, all projections) of the current log. */
+async function rebuiltDigests(d: E2eDeployment): Promise<Record<string, string>> {
+  const headers = { authorization: `Bearer ${d.secrets.adminToken}`, 'x-tenant-id': 'default', 'content-type': 'application/json' };
+  const res = await fetch(`http://127.0.0.1:${d.port}/api/v1/admin/replays`, { method: 'POST', headers, body: JSON.stringify({ mode: 'rebuild', projection: 'all', reason: 'e2e: reference digests' }) });
+  assert.equal(res.status, 202, await res.text());
+  const jobId = ((await res.json()) as any).data.run.job_id;
+  for (let i = 0; i < 300; i++) {
+    const run = (await getJson(`http://127.0.0.1:${d.port}/api/v1/admin/replays/${jobId}`, headers)).body?.data?.run;
+    if (run?.status === 'completed') return digests(d);
+    assert.ok(!['failed', 'cancelled'].includes(run?.status), JSON.stringify(run));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`rebuild ${jobId} did not complete`);
+}
+
+describe('v0.1.0 -> v0.2.2: a projection bug, no migration, under 50 writes/s', () => {
   let d: E2eDeployment;
+  let traffic: Traffic | undefined;
   before(async () => {
     d = await createRunningDeployment(temporal, 'projbug');
   });
-  after(async () => d?.dispose());
+  after(async () => {
+    await traffic?.stop();
+    await d?.dispose();
+  });
 
-  test('the failed smoke is classified projection-only and the narrow path brings back v0.1.0 and its digests, with no restore', async () => {
-    const before = await digests(d);
+  test('the failed smoke is classified projection-only and the narrow path brings back v0.1.0 and its digests, with no restore', async (t) => {
+    traffic = await startWarmTraffic(d);
     const beforeFacts = await databaseFacts(d.databaseUrl);
+    const beforeRows = await eventLogRows(d.databaseUrl);
     const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.2', '--yes', '--follow', '--json']);
     assert.equal(r.exitCode, 1, `the upgrade itself failed: ${r.stdout} ${r.stderr}`);
     const status = JSON.parse(r.stdout).status;
@@ -38,13 +60,24 @@ describe('v0.1.0 -> v0.2.2: a projection bug, no migration', () => {
     assert.equal(status.rebuild.outcome, 'rebuilt');
 
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
-    assert.deepEqual(await digests(d), before, 'digests equal the pre-upgrade ones');
     assert.deepEqual((await listDatabases(d.db.name)).filter((n) => n !== d.db.name), [], 'no restored or set-aside database: no restore was performed');
+    // The writes moved the digests on since the start, so "its digests" means: what v0.1.0's own
+    // full rebuild computes from the same log, once the writes stopped.
+    const written = await traffic.stop();
+    traffic = undefined;
+    await waitProjected(d, Math.max(...written.confirmed.map((w) => w.logSeq)));
+    const recovered = await digests(d);
+    assert.deepEqual(await rebuiltDigests(d), recovered, 'digests equal those of a v0.1.0 rebuild of the same log');
     const after = await databaseFacts(d.databaseUrl);
     assert.deepEqual(after.versions, beforeFacts.versions);
-    assert.equal(after.eventLogChecksum, beforeFacts.eventLogChecksum, 'the event log is untouched');
+    const afterRows = new Set((await eventLogRows(d.databaseUrl)).map((row) => row.row));
+    assert.deepEqual(beforeRows.filter((row) => !afterRows.has(row.row)), [], 'the event log is untouched: every row from before is still there, unchanged');
+    const accounted = await assertConfirmedWritesAccountedFor(written, d.databaseUrl);
+    assert.equal(accounted.setAside, 0, 'nothing discarded');
+    t.diagnostic(`traffic ${describeTraffic(written)}`);
   });
 
+  // Without writes (stopped above): this compares the digests before and after the rebuild exactly, which writes would move on.
   test('dg-upgrade rebuild-projections runs on its own too', async () => {
     const before = await digests(d);
     const r = await d.cli(['rebuild-projections', '--deployment', d.name, '--projections', 'trace_summary', '--follow', '--json']);
@@ -56,14 +89,19 @@ describe('v0.1.0 -> v0.2.2: a projection bug, no migration', () => {
   });
 });
 
-describe('after v0.1.0 -> v0.2.0 applied a migration', () => {
+describe('after v0.1.0 -> v0.2.0 applied a migration, under 50 writes/s', () => {
   let d: E2eDeployment;
+  let traffic: Traffic | undefined;
   before(async () => {
     d = await createRunningDeployment(temporal, 'rebuildno');
   });
-  after(async () => d?.dispose());
+  after(async () => {
+    await traffic?.stop();
+    await d?.dispose();
+  });
 
   test('rebuild-projections is refused with a message naming the applied migration, and changes nothing', async () => {
+    traffic = await startWarmTraffic(d);
     const up = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
     assert.equal(up.exitCode, 0, up.stdout + up.stderr);
     const before = await databaseFacts(d.databaseUrl);
@@ -74,9 +112,13 @@ describe('after v0.1.0 -> v0.2.0 applied a migration', () => {
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0', 'still serving v0.2.0');
     const after = await databaseFacts(d.databaseUrl);
     assert.deepEqual(after.versions, before.versions);
+    const accounted = await assertConfirmedWritesAccountedFor(await traffic.stop(), d.databaseUrl);
+    traffic = undefined;
+    assert.equal(accounted.setAside, 0);
   });
 });
 
+// No traffic here: these deployments never start the app (nothing to write to); they test refusals of the CLI and workflows only.
 describe('guard rails', () => {
   let d: E2eDeployment;
   before(async () => {

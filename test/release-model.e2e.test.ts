@@ -4,8 +4,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { RELEASE_MODEL_CRASHES, runCrashCase } from './support/crash.js';
-import { assertRestoredToPreUpgrade, createRunningDeployment, databaseFacts, editProfile, getJson, processesWithEnv, waitCaughtUp, type E2eDeployment } from './support/e2e.js';
+import { createRunningDeployment, databaseFacts, editProfile, getJson, processesWithEnv, type E2eDeployment } from './support/e2e.js';
+import { assertRestoredToBackup, followAcceptingDataLoss, startWarmTraffic } from './support/liveRun.js';
+import { databaseUrlFor } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, assertGateCountMatchesDiscarded, describeTraffic, type Traffic } from './support/traffic.js';
 
 // Installs that run the packaged OTP release (bin/decisiongraph_beam) instead of mix phx.server.
 let temporal: TestTemporal;
@@ -26,12 +29,33 @@ function runtimeCmdline(d: E2eDeployment): string {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
 }
 
-describe('release model', () => {
+describe('release model, under 50 writes/s', () => {
   let d: E2eDeployment;
+  let traffic: Traffic | undefined;
+  const asides: Record<string, string> = {};
   before(async () => {
     d = await createRunningDeployment(temporal, 'relmodel', { model: 'release' });
+    traffic = await startWarmTraffic(d);
   });
-  after(async () => d?.dispose());
+  after(async () => {
+    await traffic?.stop();
+    await d?.dispose();
+  });
+
+  /** Follows a run that ends in a rollback through its data-loss gate; checks the restore against its backup. */
+  async function rolledBack(startArgs: string[], expectExit: number) {
+    const started = await d.cli([...startArgs, '--json']);
+    assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+    const run = await followAcceptingDataLoss(d, { workflowId: JSON.parse(started.stdout).workflowId });
+    assert.equal(run.exitCode, expectExit, JSON.stringify(run.status).slice(0, 1500));
+    const status = run.status;
+    assert.equal(status.outcome, 'rolled-back', status.summary);
+    const aside = status.rollback.asideDatabase as string;
+    asides[aside] = databaseUrlFor(aside);
+    await assertRestoredToBackup(d, status, asides[aside]);
+    await assertGateCountMatchesDiscarded(status, d.databaseUrl, asides[aside]!, traffic!.snapshot());
+    return status;
+  }
 
   test('v0.1.0 -> v0.2.0 runs on the release: built with mix release, migrated through it, started from it', async () => {
     assert.match(runtimeCmdline(d), /_build\/prod\/rel\/decisiongraph_beam\/bin\/decisiongraph_beam start/, 'v0.1.0 runs as a release');
@@ -51,20 +75,13 @@ describe('release model', () => {
 
   test('v0.3.0 rolls back to the kept v0.1.0 release without running mix release again', async () => {
     // Back to v0.1.0 first (restore-based rollback of the good upgrade), then the bad upgrade.
-    const back = await d.cli(['rollback', '--deployment', d.name, '--follow']);
-    assert.equal(back.exitCode, 0, back.stdout + back.stderr);
-    await waitCaughtUp(d);
-    const before = await databaseFacts(d.databaseUrl);
+    await rolledBack(['rollback', '--deployment', d.name], 0);
     const v010Builds = releaseBuilds(d, d.target.repoDir).length;
     assert.equal(v010Builds, 1, 'the v0.1.0 release was built once, at install');
 
-    const r = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes', '--follow', '--json']);
-    assert.equal(r.exitCode, 1, r.stdout + r.stderr);
-    const status = JSON.parse(r.stdout).status;
-    assert.equal(status.outcome, 'rolled-back', status.summary);
+    const status = await rolledBack(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes'], 1);
     assert.equal(status.rollback.restoredTo.reused, true, 'the kept v0.1.0 release was reused');
     assert.equal(releaseBuilds(d, d.target.repoDir).length, v010Builds, 'mix release did not run again for v0.1.0');
-    await assertRestoredToPreUpgrade(d, before);
     assert.match(runtimeCmdline(d), new RegExp(`${d.target.repoDir}/beam/_build/prod/rel/decisiongraph_beam/bin/decisiongraph_beam start`));
   });
 
@@ -91,6 +108,13 @@ describe('release model', () => {
     }
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
     assert.deepEqual((await databaseFacts(d.databaseUrl)).versions, before.versions);
+  });
+
+  test('every write confirmed during these runs is in the live database or in one set-aside database', async (t) => {
+    const written = await traffic!.stop();
+    traffic = undefined;
+    const accounted = await assertConfirmedWritesAccountedFor(written, d.databaseUrl, asides);
+    t.diagnostic(`traffic ${describeTraffic(written)}; ${accounted.live} live, ${accounted.setAside} set aside`);
   });
 });
 

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createE2eDeployment, editProfile, getJson, waitForStatus, type E2eDeployment } from './support/e2e.js';
+import { startWarmTraffic } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, describeTraffic, type Traffic } from './support/traffic.js';
 
 let temporal: TestTemporal;
 let d: E2eDeployment;
+let traffic: Traffic | undefined;
 before(async () => {
   temporal = await startTestTemporal();
   d = await createE2eDeployment(temporal, 'srvrestart');
@@ -12,11 +15,13 @@ before(async () => {
   await d.startWorker();
 });
 after(async () => {
+  await traffic?.stop();
   await d?.dispose();
   await temporal?.dispose();
 });
 
-test('the Temporal server restarts (same SQLite file) mid-upgrade and the run still finishes', async () => {
+test('the Temporal server restarts (same SQLite file) mid-upgrade and the run still finishes, losing no write', async (t) => {
+  traffic = await startWarmTraffic(d);
   editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_MIGRATE_MS = '6000'));
   const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes']);
   assert.equal(started.exitCode, 0, started.stderr);
@@ -30,4 +35,9 @@ test('the Temporal server restarts (same SQLite file) mid-upgrade and the run st
   assert.equal(status.outcome, 'succeeded');
   assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0');
   assert.equal(d.worker!.child.exitCode, null, 'the same worker reconnected and carried on');
+  const written = await traffic.stop();
+  traffic = undefined;
+  const accounted = await assertConfirmedWritesAccountedFor(written, d.databaseUrl);
+  assert.equal(accounted.setAside, 0);
+  t.diagnostic(`traffic ${describeTraffic(written)}`);
 });

@@ -5,7 +5,9 @@ import { after, before, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createRunningDeployment, getJson, PROJECT_ROOT, type E2eDeployment } from './support/e2e.js';
+import { startWarmTraffic } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, type Traffic } from './support/traffic.js';
 
 // An operator in the Temporal UI: starts an upgrade from the start form with the README's JSON
 // input, sends the approve signal from the signal dialog, and sees the run complete.
@@ -15,6 +17,7 @@ const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts', 'ui');
 let temporal: TestTemporal;
 let d: E2eDeployment;
 let browser: Browser;
+let traffic: Traffic | undefined;
 
 before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`the browser test needs Chromium at ${CHROMIUM} (apt-get install chromium; scripts/test.sh installs it)`);
@@ -28,6 +31,7 @@ before(async () => {
   });
 });
 after(async () => {
+  await traffic?.stop();
   await browser?.close();
   await d?.dispose();
   await temporal?.dispose();
@@ -45,7 +49,8 @@ async function fillPayload(page: Page, scopeSelector: string, json: unknown): Pr
   await page.waitForTimeout(300);
 }
 
-test('start an upgrade from the UI start form, approve it with the UI signal dialog, see it complete', async () => {
+test('start an upgrade from the UI start form, approve it with the UI signal dialog, see it complete (under 50 writes/s)', async () => {
+  traffic = await startWarmTraffic(d);
   const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   const workflowId = `dg-upgrade-${d.name}`;
   await page.goto(`${temporal.uiUrl}/namespaces/default/workflows/start-workflow`);
@@ -98,6 +103,9 @@ test('start an upgrade from the UI start form, approve it with the UI signal dia
     await connection.close();
     await page.close();
   }
+  const accounted = await assertConfirmedWritesAccountedFor(await traffic.stop(), d.databaseUrl);
+  traffic = undefined;
+  assert.equal(accounted.setAside, 0, 'a good upgrade discards no write');
   for (const shot of ['1-start-form.png', '2-signal-dialog.png', '3-completed-run.png']) {
     assert.ok(existsSync(path.join(ARTIFACTS, shot)), `${shot} saved`);
   }
