@@ -39,7 +39,7 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s', () => {
     // Still serving v0.1.0 while it waits.
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
 
-    const approved = await d.cli(['approve', d.name, '--comment', 'e2e']);
+    const approved = await d.cli(['approve', d.name, '--plan-hash', startedJson.status.planHash, '--comment', 'e2e']);
     assert.equal(approved.exitCode, 0, approved.stderr);
 
     const followed = await d.cli(['status', d.name, '--follow', '--json']);
