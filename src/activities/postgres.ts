@@ -100,7 +100,7 @@ export function pgToolConnection(url: string): { dbArg: string; env: Record<stri
   return { dbArg: u.toString(), env: password ? { PGPASSWORD: password } : {} };
 }
 
-function sha256File(file: string): Promise<string> {
+export function sha256File(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     createReadStream(file)
@@ -110,7 +110,7 @@ function sha256File(file: string): Promise<string> {
   });
 }
 
-function manifestPathOf(dir: string, id: string): string {
+export function manifestPathOf(dir: string, id: string): string {
   return path.join(dir, `${id}.manifest.json`);
 }
 
@@ -128,7 +128,7 @@ export function listManifests(d: ResolvedDeployment): BackupManifest[] {
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
-async function tocEntries(d: ResolvedDeployment, file: string): Promise<number> {
+export async function tocEntries(d: ResolvedDeployment, file: string): Promise<number> {
   const listing = await runCommand('pg_restore', ['--list', file], { cwd: path.dirname(file), secrets: secretValues(d) });
   const tables = listing.split('\n').filter((l) => / TABLE DATA /.test(l));
   if (tables.length === 0) throw new Error(`pg_restore --list ${file} lists no table data`);
@@ -171,12 +171,12 @@ export function backupDirWarning(dir: string): string | undefined {
 }
 
 /** Writes a file that only its owner can read, created with that mode (never chmod'ed after). */
-function writePrivateFile(file: string, data: string): void {
+export function writePrivateFile(file: string, data: string): void {
   rmSync(file, { force: true });
   writeFileSync(file, data, { mode: 0o600, flag: 'wx' });
 }
 
-function isNoSpace(err: unknown): boolean {
+export function isNoSpace(err: unknown): boolean {
   return /No space left on device|ENOSPC|could not extend file|disk full/i.test((err as Error)?.message ?? '');
 }
 
@@ -188,6 +188,55 @@ function mountPointOf(dir: string): string {
   } catch {
     return '/';
   }
+}
+
+export type DumpFigures = Pick<BackupManifest, 'database' | 'migrationVersions' | 'rowCounts' | 'eventLog' | 'snapshot'>;
+
+/**
+ * `pg_dump --format=custom` of the database at `url` into `partial` (created 0600 first), and
+ * the manifest's figures counted in the dump's own exported snapshot: they describe exactly what
+ * the dump holds, whatever other clients write meanwhile.
+ */
+export async function dumpWithFigures(d: ResolvedDeployment, url: string, partial: string): Promise<DumpFigures> {
+  const dir = path.dirname(partial);
+  const { dbArg, env } = pgToolConnection(url);
+  // Created 0600 before pg_dump opens it: pg_dump truncates it and keeps the mode.
+  writePrivateFile(partial, '');
+  return withDatabase(url, async (client) => {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshot = (await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s as string;
+    heartbeat('pg_dump');
+    const dump = runCommand('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${partial}`, `--dbname=${dbArg}`], {
+      cwd: dir,
+      env,
+      secrets: secretValues(d),
+      logFile: path.join(logDirOf(d), 'backup.log'),
+      exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
+    });
+    const counted = (async () => ({
+      snapshot,
+      database: (await client.query('SELECT current_database() AS n')).rows[0].n as string,
+      migrationVersions: await migrationVersions(client),
+      rowCounts: await tableRowCounts(client),
+      eventLog: await eventLogMark(client),
+    }))();
+    const [dumped, figures] = await Promise.allSettled([dump, counted]);
+    await client.query('COMMIT').catch(() => {});
+    if (dumped.status === 'rejected') throw dumped.reason;
+    if (figures.status === 'rejected') throw figures.reason;
+    return figures.value;
+  });
+}
+
+/** The no-space failure of a backup: names the filesystem, removes the partial dump, not retryable. */
+export async function noSpaceForBackup(d: ResolvedDeployment, url: string, dir: string, partial: string): Promise<ApplicationFailure> {
+  rmSync(partial, { force: true });
+  const needed = await withDatabase(url, async (c) => Number((await c.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n));
+  return ApplicationFailure.create({
+    message: `no space left for the backup on the filesystem ${mountPointOf(dir)} (backup dir ${dir}): ${freeDiskBytes(dir)} bytes free, up to ${needed} needed (the database's size); the partial dump was removed. Free space there or point backups.dir at a bigger filesystem`,
+    type: FAILURE_TYPES.noSpace,
+    nonRetryable: true,
+  });
 }
 
 async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
@@ -206,48 +255,13 @@ async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
   const maintenanceUrl = (() => { const u = new URL(url); u.pathname = '/postgres'; return u.toString(); })();
   heartbeat('other sessions');
   const otherSessions = await withDatabase(maintenanceUrl, (admin) => settleOtherSessions(d, admin, live, 'the backup'));
-  const { dbArg, env } = pgToolConnection(url);
   const partial = `${file}.partial`;
-  // Created 0600 before pg_dump opens it: pg_dump truncates it and keeps the mode.
-  writePrivateFile(partial, '');
-  let facts: Pick<BackupManifest, 'database' | 'migrationVersions' | 'rowCounts' | 'eventLog' | 'snapshot'>;
+  let facts: DumpFigures;
   try {
-    // One snapshot for the dump and its figures: pg_dump --snapshot dumps exactly what this
-    // transaction sees, and the counts are taken in it, so the manifest describes the dump by
-    // construction, whatever other clients write meanwhile.
-    facts = await withDatabase(url, async (client) => {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const snapshot = (await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s as string;
-      heartbeat('pg_dump');
-      const dump = runCommand('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${partial}`, `--dbname=${dbArg}`], {
-        cwd: dir,
-        env,
-        secrets: secretValues(d),
-        logFile: path.join(logDirOf(d), 'backup.log'),
-        exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
-      });
-      const counted = (async () => ({
-        snapshot,
-        database: (await client.query('SELECT current_database() AS n')).rows[0].n as string,
-        migrationVersions: await migrationVersions(client),
-        rowCounts: await tableRowCounts(client),
-        eventLog: await eventLogMark(client),
-      }))();
-      const [dumped, figures] = await Promise.allSettled([dump, counted]);
-      await client.query('COMMIT').catch(() => {});
-      if (dumped.status === 'rejected') throw dumped.reason;
-      if (figures.status === 'rejected') throw figures.reason;
-      return figures.value;
-    });
+    facts = await dumpWithFigures(d, url, partial);
   } catch (err) {
     if (!isNoSpace(err)) throw err;
-    rmSync(partial, { force: true });
-    const needed = await withDatabase(url, async (c) => Number((await c.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n));
-    throw ApplicationFailure.create({
-      message: `no space left for the backup on the filesystem ${mountPointOf(dir)} (backup dir ${dir}): ${freeDiskBytes(dir)} bytes free, up to ${needed} needed (the database's size); the partial dump was removed. Free space there or point backups.dir at a bigger filesystem`,
-      type: FAILURE_TYPES.noSpace,
-      nonRetryable: true,
-    });
+    throw await noSpaceForBackup(d, url, dir, partial);
   }
   await failpoint('backup.afterDump');
   renameSync(partial, file);
@@ -316,6 +330,7 @@ export async function pruneBackups(deployment: string, keepId: string): Promise<
   for (const m of excess) {
     rmSync(m.file, { force: true });
     rmSync(manifestPathOf(d.profile.backups.dir, m.id), { force: true });
+    rmSync(path.join(d.profile.backups.dir, `${m.id}.frozen.json`), { force: true });
   }
   return excess.map((m) => m.id);
 }

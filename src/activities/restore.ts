@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -10,6 +11,7 @@ import { heartbeat, keepAlive } from './heartbeat.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
 import { settleOtherSessions } from './sessions.js';
 import { eventLogMark, listManifests, migrationVersions, pgToolConnection, readManifest, tableRowCounts, withDatabase } from './postgres.js';
+import { frozenManifest, listFrozenRecords } from './frozenCopy.js';
 
 const RESTORE_DONE = 'dg-upgrade: restore complete';
 
@@ -63,9 +65,20 @@ export function findManifest(d: ResolvedDeployment, backupId?: string): BackupMa
   return manifest;
 }
 
-/** The backup a rollback would restore, by id or the newest pre-upgrade one. */
+/**
+ * The backup a rollback would restore, by id or the newest pre-upgrade one, frozen copies whose
+ * pg_dump file is not written yet included: their manifest is written here, with the figures
+ * counted in the copy (while the upgraded version still serves, outside the downtime).
+ */
 export async function selectBackup(deployment: string, backupId?: string): Promise<BackupManifest> {
-  return findManifest(deploymentOf(deployment), backupId);
+  const d = deploymentOf(deployment);
+  const manifests = listManifests(d);
+  const records = listFrozenRecords(d).filter((r) => !manifests.some((m) => m.id === r.id));
+  const record = backupId
+    ? records.find((r) => r.id === backupId)
+    : records.filter((r) => r.kind === 'pre-upgrade' && r.createdAt > (manifests.filter((m) => m.kind === 'pre-upgrade').at(-1)?.createdAt ?? '')).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
+  if (record) return keepAlive('frozen copy figures', () => frozenManifest(d, record));
+  return findManifest(d, backupId);
 }
 
 export interface DiscardCount {
@@ -144,6 +157,10 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
   const marker = `${RESTORE_DONE} ${manifest.id}`;
   const result = { database: live, asideDatabase: aside, backupId: manifest.id };
 
+  if (manifest.frozenDatabase && manifest.frozenOid !== undefined) {
+    const swapped = await swapFrozenCopy(d, manifest, aside, req.acceptedEvents);
+    if (swapped) return { ...result, ...swapped };
+  }
   const state = await withDatabase(adminUrl, async (admin) => ({
     live: await databaseExists(admin, live),
     aside: await databaseExists(admin, aside),
@@ -153,6 +170,13 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
   if (state.aside && state.live) {
     // Swapped by an earlier attempt.
     return { ...result, discarded: await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest)) };
+  }
+  if (!state.aside && !(state.restored && state.restoredComplete) && !existsSync(manifest.file)) {
+    throw ApplicationFailure.create({
+      message: `backup ${manifest.id} has neither its frozen copy${manifest.frozenDatabase ? ` (${manifest.frozenDatabase})` : ''} nor its pg_dump file ${manifest.file}: nothing to restore`,
+      type: FAILURE_TYPES.noBackup,
+      nonRetryable: true,
+    });
   }
   if (!state.aside && !(state.restored && state.restoredComplete)) {
     await withDatabase(adminUrl, async (admin) => {
@@ -197,12 +221,77 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
   return { ...result, discarded, otherSessions };
 }
 
-/** The live database against the backup's manifest: same migration versions, same per-table row counts. */
+async function oidOf(admin: pg.Client, name: string): Promise<number | undefined> {
+  const { rows } = await admin.query('SELECT oid::bigint AS oid FROM pg_database WHERE datname = $1', [name]);
+  return rows[0] ? Number(rows[0].oid) : undefined;
+}
+
+/**
+ * The rollback of the frozen-copy method: the frozen copy itself becomes the live database by
+ * rename (seconds at any size), the upgraded one is renamed aside first and the discard counted
+ * there, as in the restore. Returns undefined when the copy is gone (pruned, or swapped in by an
+ * earlier rollback): the caller restores the pg_dump file instead. Each stage is recognisable
+ * by the databases' names and oids, so a re-run after a crash continues where it stopped.
+ */
+async function swapFrozenCopy(
+  d: ResolvedDeployment,
+  manifest: BackupManifest,
+  aside: string,
+  acceptedEvents: number | undefined,
+): Promise<Pick<RestoreResult, 'discarded' | 'otherSessions'> | undefined> {
+  const url = databaseUrl(d);
+  const live = liveDatabaseName(url);
+  const frozen = manifest.frozenDatabase!;
+  const adminUrl = urlFor(url, 'postgres');
+  const state = await withDatabase(adminUrl, async (admin) => ({
+    live: await oidOf(admin, live),
+    aside: await oidOf(admin, aside),
+    frozen: await oidOf(admin, frozen),
+  }));
+  if (state.aside !== undefined && state.live === manifest.frozenOid) {
+    // Swapped by an earlier attempt.
+    return { discarded: await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest)) };
+  }
+  if (state.frozen !== manifest.frozenOid) return undefined;
+  await failpoint('restore.beforeSwap');
+  let otherSessions: RestoreResult['otherSessions'];
+  if (state.aside === undefined) {
+    otherSessions = await withDatabase(adminUrl, async (admin) => {
+      const settled = await settleOtherSessions(d, admin, live, 'the swap');
+      await terminateConnections(admin, live);
+      await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
+      return settled;
+    });
+    await failpoint('restore.betweenRenames');
+  }
+  const discarded = await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest));
+  await withDatabase(adminUrl, async (admin) => {
+    if (acceptedEvents !== undefined && discarded.count > acceptedEvents) {
+      await terminateConnections(admin, aside);
+      await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
+      throw dataLossGrew(acceptedEvents, discarded);
+    }
+    await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds ${discarded.count} events written after the backup'`);
+    await terminateConnections(admin, frozen);
+    await admin.query(`ALTER DATABASE ${quoteIdent(frozen)} RENAME TO ${quoteIdent(live)}`);
+    await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS 'dg-upgrade: frozen copy of backup ${manifest.id.replace(/'/g, "''")}, swapped in by a rollback'`);
+  });
+  return { discarded, otherSessions };
+}
+
+/**
+ * The live database against the backup's manifest: same migration versions, same per-table row
+ * counts, same event-log checksum. When the live database is the backup's frozen copy itself
+ * (same oid: a rename keeps it), the checksum, a read of the whole event log, is not needed to
+ * know it holds what the copy held: versions and row counts are still compared.
+ */
 export async function verifyRestored(deployment: string, backupId: string): Promise<{ ok: boolean; problems: string[] }> {
   const d = deploymentOf(deployment);
   const manifest = findManifest(d, backupId);
   return withDatabase(databaseUrl(d), async (client) => {
     const problems: string[] = [];
+    const oid = Number((await client.query('SELECT oid::bigint AS oid FROM pg_database WHERE datname = current_database()')).rows[0].oid);
+    const isFrozenCopy = manifest.frozenOid !== undefined && oid === manifest.frozenOid;
     const versions = await migrationVersions(client);
     if (versions.join(',') !== manifest.migrationVersions.join(',')) {
       problems.push(`migration versions ${versions.join(',')} differ from the backup's ${manifest.migrationVersions.join(',')}`);
@@ -211,8 +300,10 @@ export async function verifyRestored(deployment: string, backupId: string): Prom
     for (const table of new Set([...Object.keys(counts), ...Object.keys(manifest.rowCounts)])) {
       if (counts[table] !== manifest.rowCounts[table]) problems.push(`${table}: ${counts[table] ?? 'missing'} rows, backup had ${manifest.rowCounts[table] ?? 'no such table'}`);
     }
-    const mark = await eventLogMark(client);
-    if (mark.checksum !== manifest.eventLog.checksum) problems.push('dg_event_log checksum differs from the backup');
+    if (!isFrozenCopy) {
+      const mark = await eventLogMark(client);
+      if (mark.checksum !== manifest.eventLog.checksum) problems.push('dg_event_log checksum differs from the backup');
+    }
     return { ok: problems.length === 0, problems };
   });
 }

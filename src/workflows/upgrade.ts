@@ -41,6 +41,13 @@ const describe = describeRef;
 export const APPROVAL_FROM_PROFILE_ONLY = 'approval-from-profile-only';
 
 /**
+ * Patch: the backup method is the profile's `backups.method`; with "frozen-copy" the database is
+ * copied on its server while the app is stopped, the new version starts at once, and the pg_dump
+ * file is written from the copy (beside the smoke checks) before the upgrade reports success.
+ */
+export const FROZEN_COPY_BACKUP = 'frozen-copy-backup';
+
+/**
  * The guide's upgrade: preflight, plan, approval, build, stop, backup, migrate, start, smoke.
  * Before the old runtime stops, any failure leaves the install as it was.
  */
@@ -87,6 +94,9 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
   let releaseDir: string | undefined;
   let oldStopped = false;
   let backupTaken = false;
+  let frozenCopy = false;
+  /** Set when the new version serves but its portable backup could not be written: failed loudly, no rollback. */
+  let backupUnverified: ApplicationFailure | undefined;
 
   const result = (): UpgradeResult => ({
     deployment,
@@ -108,6 +118,20 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       inspection = pre.inspection;
       target = pre.target;
       status.baselineSmoke = pre.baselineSmoke;
+      if (patched(FROZEN_COPY_BACKUP)) {
+        const prereq = await quick.frozenCopyPrerequisites(deployment);
+        if (prereq.problems.length) {
+          throw ApplicationFailure.create({ message: `backups.method "frozen-copy": ${prereq.problems.join('; ')}`, type: FAILURE_TYPES.refused, nonRetryable: true });
+        }
+        frozenCopy = prereq.method === 'frozen-copy';
+        if (prereq.warnings.length) pre.plan.warnings = [...(pre.plan.warnings ?? []), ...prereq.warnings];
+        if (frozenCopy) {
+          pre.plan.steps = pre.plan.steps.map((step) =>
+            step.startsWith('back up the database') ? 'copy the database on its server while stopped (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY)' : step,
+          );
+          pre.plan.steps.push('write and verify the pg_dump file from the frozen copy while the new version serves');
+        }
+      }
       return pre.plan;
     });
 
@@ -156,6 +180,9 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       });
     }
 
+    // Flushes dirty buffers while the old version serves: the copy's own checkpoint is then short.
+    if (frozenCopy) await quick.checkpointBeforeStop(deployment);
+
     setPhase('stopping-old', `${from} -> ${to}: stopping ${from}`);
     await steps.run('stopOld', async () => {
       oldStopped = true;
@@ -172,10 +199,33 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       });
     }
 
-    setPhase('backing-up', `${from} -> ${to}: backing up ${plan.database.name}`);
+    setPhase('backing-up', `${from} -> ${to}: ${frozenCopy ? 'copying' : 'backing up'} ${plan.database.name}`);
     await steps.run('backup', async () => {
       const info = workflowInfo();
       const stamp = info.startTime.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+      if (frozenCopy) {
+        const frozen = await long.freezeDatabase({
+          deployment,
+          id: `${deployment}-${stamp}-${runKey()}`,
+          key: runKey(),
+          workflowId: info.workflowId,
+          gitSha: plan.from.sha,
+          gitTag: plan.from.tag,
+          kind: 'pre-upgrade',
+        });
+        backupTaken = true;
+        status.backup = {
+          id: frozen.id,
+          file: frozen.file,
+          sizeBytes: 0,
+          sha256: '',
+          migrationVersions: [],
+          otherSessions: frozen.otherSessions,
+          method: 'frozen-copy',
+          frozenDatabase: frozen.frozenDatabase,
+        };
+        return undefined;
+      }
       const manifest = await long.backupDatabase({
         deployment,
         id: `${deployment}-${stamp}-${runKey()}`,
@@ -207,8 +257,8 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       return undefined;
     });
 
-    setPhase('smoke-checking', `${from} -> ${to}: smoke checks`);
-    await steps.run('smoke', async () => {
+    setPhase('smoke-checking', `${from} -> ${to}: smoke checks${frozenCopy ? `, and the pg_dump file written from the frozen copy ${status.backup!.frozenDatabase}` : ''}`);
+    const smoke = steps.run('smoke', async () => {
       status.smoke = await long.runSmokeChecks(deployment, status.baselineSmoke?.observations);
       if (!status.smoke.passed) {
         const failed = status.smoke.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.reason}`);
@@ -216,16 +266,53 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       }
       return undefined;
     });
+    if (frozenCopy) {
+      // The portable backup is written beside the smoke checks, from a database nobody writes to;
+      // a rollback after a smoke failure then finds it too. Its failure never rolls back a
+      // version that serves: it fails the upgrade loudly below, and the frozen copy is kept.
+      const portable = steps.run('portableBackup', async () => {
+        const manifest = await long.dumpFrozenCopy({ deployment, id: status.backup!.id });
+        status.backup = {
+          ...status.backup!,
+          sizeBytes: manifest.sizeBytes,
+          sha256: manifest.sha256,
+          migrationVersions: manifest.migrationVersions,
+          eventLog: manifest.eventLog,
+        };
+        return undefined;
+      });
+      const [, dumped] = await Promise.allSettled([smoke, portable]);
+      if (dumped.status === 'rejected') {
+        status.backup!.problem = messageOf(dumped.reason).split('\n')[0];
+      }
+    }
+    await smoke;
+    if (!frozenCopy) {
+      const skipped = steps.list.find((st) => st.name === 'portableBackup');
+      if (skipped) skipped.state = 'skipped';
+    }
 
     setPhase('finalizing', `${from} -> ${to}: finalizing`);
     await steps.run('finalize', async () => {
       await quick.pruneBackups(deployment, status.backup!.id);
+      if (frozenCopy) await quick.pruneFrozenCopies(deployment, status.backup!.id);
       return undefined;
     });
+    if (status.backup?.problem) {
+      status.outcome = 'failed';
+      setPhase(
+        'failed',
+        `${from} -> ${to}: ${to} serves and passed its smoke checks, BUT ITS PRE-UPGRADE BACKUP IS NOT VERIFIED: the pg_dump file could not be written or verified (${status.backup.problem}); the frozen copy ${status.backup.frozenDatabase} is kept and a rollback still swaps it in`,
+        'free the space or fix the cause, then take a backup (dg-upgrade backup) or roll back',
+      );
+      backupUnverified = ApplicationFailure.create({ message: status.summary, type: FAILURE_TYPES.backupUnverified, nonRetryable: true, details: [result()] });
+      throw backupUnverified;
+    }
     status.outcome = 'succeeded';
     setPhase('succeeded', `upgraded ${from} -> ${to}; all ${status.smoke!.checks.length} smoke checks passed`);
     return result();
   } catch (err) {
+    if (backupUnverified && err === backupUnverified) throw err;
     const cancelled = isCancellation(err);
     const type = failureTypeOf(err);
     const failedStep = steps.list.find((s) => s.state === 'failed' || s.state === 'running');
