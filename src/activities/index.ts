@@ -3,6 +3,7 @@ export { inspectDeployment } from './inspect.js';
 export { resolveTargetRef, checkCleanTree, pendingMigrationsAt, checkoutRelease, switchCurrent, currentCheckout } from './git.js';
 export { releaseNotesBetween } from './releaseNotes.js';
 export { backupDatabase, verifyBackup, pruneBackups } from './postgres.js';
+export { frozenCopyPrerequisites, checkpointBeforeStop, freezeDatabase, dumpFrozenCopy, pruneFrozenCopies } from './frozenCopy.js';
 export { buildRelease, migrateDatabase } from './toolchain.js';
 export { startRuntime, stopRuntime, probeRuntime } from './runtime.js';
 export { runSmokeChecks } from './smoke.js';

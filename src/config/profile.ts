@@ -71,6 +71,16 @@ export const DeploymentProfileSchema = z
         keep: z.number().int().min(1).default(5),
         /** Also restore each backup into a scratch database to prove it restores. */
         testRestore: z.boolean().default(false),
+        /**
+         * `frozen-copy`: while the app is stopped, copy the database on its server
+         * (CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY; needs CREATEDB and 1x the
+         * database's size free on the database server), start the new version at once, and write
+         * the pg_dump file from the copy after it serves; a rollback swaps the copy in by rename.
+         * `dump-while-stopped`: pg_dump while the app is stopped (downtime grows with the database).
+         */
+        method: z.enum(['frozen-copy', 'dump-while-stopped']).default('frozen-copy'),
+        /** Frozen copies kept on the database server (the newest N; the current upgrade's always). */
+        frozenCopies: z.object({ keep: z.number().int().min(1).default(1) }).strict().default({ keep: 1 }),
       })
       .strict(),
     smoke: z

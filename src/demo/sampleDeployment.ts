@@ -102,7 +102,7 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
         host: '127.0.0.1',
         port: opts.port,
         database: { url: { fromEnv: dbEnv }, otherSessions: { policy: 'wait', timeout: '30s' } },
-        backups: { dir: path.join(opts.dir, 'backups'), keep: 5, testRestore: false },
+        backups: { dir: path.join(opts.dir, 'backups'), keep: 5, testRestore: false, method: 'frozen-copy', frozenCopies: { keep: 1 } },
         smoke: {
           tenant: 'default',
           readerToken: { fromFile: file('reader-token', secrets.readerToken) },

@@ -30,6 +30,7 @@ export const UPGRADE_STEPS = [
   'migrate',
   'startNew',
   'smoke',
+  'portableBackup',
   'finalize',
 ] as const;
 export type UpgradeStepName = (typeof UPGRADE_STEPS)[number];
@@ -183,6 +184,17 @@ export interface BackupManifest {
   snapshot?: string;
   /** Sessions of other clients on the database when the backup was taken, and what was done about them. */
   otherSessions?: { policy: OtherSessionsPolicy; seen: DatabaseSession[]; action: string };
+  /** How it was taken; absent: dump-while-stopped (backups of older dg-upgrade versions). */
+  method?: 'dump-while-stopped' | 'frozen-copy';
+  /** frozen-copy: the copy of the database on its server, taken while the app was stopped. */
+  frozenDatabase?: string;
+  /** frozen-copy: the copy's oid: a rename keeps it, so a swapped-in database proves it is the copy. */
+  frozenOid?: number;
+  /**
+   * frozen-copy: `frozen` while only the copy exists (figures counted in it, no dump file yet),
+   * `complete` once the pg_dump file is written from it and verified.
+   */
+  state?: 'frozen' | 'complete';
 }
 
 export type OtherSessionsPolicy = 'wait' | 'refuse' | 'terminate';
@@ -304,7 +316,13 @@ export interface UpgradeStatus {
   ignoredSignals: string[];
   baselineSmoke?: SmokeReport;
   smoke?: SmokeReport;
-  backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions' | 'otherSessions'> & { eventLog?: BackupManifest['eventLog'] };
+  backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions' | 'otherSessions'> & {
+    eventLog?: BackupManifest['eventLog'];
+    method?: BackupManifest['method'];
+    frozenDatabase?: string;
+    /** frozen-copy: why the portable dump file could not be written or verified (the frozen copy is kept). */
+    problem?: string;
+  };
   error?: { step: string; message: string };
   outcome?: 'succeeded' | 'failed' | 'rejected' | 'aborted' | 'rolled-back' | 'abandoned' | 'rebuilt';
   /** Upgrade: what kind of failure it was and which recovery applies. */
@@ -349,6 +367,8 @@ export const FAILURE_TYPES = {
   noSpace: 'DgNoSpace',
   /** Writes reached the live database after the operator accepted a data-loss count: ask again. */
   dataLossGrew: 'DgDataLossGrew',
+  /** The new version serves, but its pre-upgrade pg_dump file could not be written or verified (the frozen copy is kept). */
+  backupUnverified: 'DgBackupUnverified',
 } as const;
 
 /** Failures of bad input: nothing was changed, a retry cannot help, the operator must fix the input. */
