@@ -107,4 +107,29 @@ test('status --follow shows each step state change within 2 s of it happening', 
   }
   assert.match(buffer, /\[ *[\d.]+m?s\]/, 'lines carry the elapsed time');
   assert.match(buffer, /phase succeeded/);
+  const shown = await d.cli(['status', d.name]);
+  assert.match(shown.stdout, new RegExp(`commit: deployed ${status.plan.to.sha} \\(v0\\.2\\.0 when planned\\)`), 'status names the commit deployed');
+});
+
+test('a failed run followed with --json: the error is JSON on stdout and the documented line on stderr', async () => {
+  const r = await d.cli(['plan', '-d', d.name, '--to', 'v9.9.9', '--json']);
+  assert.equal(r.exitCode, 11, r.stderr);
+  assert.match(r.stderr, /^dg-upgrade: error: unknown ref "v9\.9\.9"/);
+  assert.match(r.stderr, /^ {2}cause: activity resolveTargetRef failed <- DgBadRef/m, 'plan shows where the failure came from');
+  assert.match(JSON.parse(r.stdout).error, /unknown ref "v9\.9\.9"/);
+  const followed = await d.cli(['upgrade', '-d', d.name, '--to', 'v9.9.8', '--yes', '--follow', '--json']);
+  assert.equal(followed.exitCode, 11, followed.stderr);
+  assert.match(followed.stderr, /^dg-upgrade: error: .*unknown ref "v9\.9\.8"/);
+  assert.match(JSON.parse(followed.stdout).error, /unknown ref "v9\.9\.8"/);
+});
+
+test('status says when the tag a plan resolved moved, and that the planned commit is deployed', async () => {
+  const { renderStatus } = await import('../src/client/render.js');
+  const plan = { to: { ref: 'v0.2.0', tag: 'v0.2.0', sha: 'a'.repeat(40) } };
+  const text = renderStatus({
+    workflowId: 'dg-upgrade-x', operation: 'upgrade', deployment: 'x', targetRef: 'v0.2.0', phase: 'succeeded', outcome: 'succeeded', steps: [], ignoredSignals: [], summary: 'x: upgraded',
+    plan, tagMoved: { tag: 'v0.2.0', plannedSha: 'a'.repeat(40), currentSha: 'b'.repeat(40) },
+  } as any);
+  assert.match(text, /commit: deployed a{40} \(v0\.2\.0 when planned\)/);
+  assert.match(text, /tag v0\.2\.0 moved after the plan: it now points at b{12}; the planned commit a{12} is the one deployed/);
 });

@@ -226,7 +226,7 @@ const commands: Record<string, Command> = {
         const desc = await describeOrFail(handle);
         if (desc.status.name !== 'RUNNING') throw new CliError(`${handle.workflowId} is not running (${desc.status.name}); nothing to cancel`, EXIT.invalidState, 'list runs with: dg-upgrade list');
         const deployment = (desc.searchAttributes?.DgDeployment?.[0] as string | undefined) ?? deploymentOfLockId(handle.workflowId);
-        const trouble = await workflowTaskTrouble(handle, desc);
+        const trouble = await workflowTaskTrouble(handle, desc, { now: true });
         if (trouble && !trouble.neverStarted) throw stuckRunError(handle.workflowId, deployment, trouble);
         if (trouble) {
           // A cancel is delivered by a workflow task, which this run never completes: terminate it.
@@ -480,7 +480,7 @@ async function awaitingDecision(handle: ReturnType<typeof handleFor>, verb: stri
   if (desc.status.name !== 'RUNNING') {
     throw new CliError(`${handle.workflowId} already finished (${desc.status.name}); nothing to ${verb}`, EXIT.invalidState, 'start a new upgrade instead');
   }
-  const trouble = await workflowTaskTrouble(handle, desc);
+  const trouble = await workflowTaskTrouble(handle, desc, { now: true });
   if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
   const status = await handle.query<UpgradeStatus>('status');
   if (status.decision) throw new CliError(`${handle.workflowId} was already ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}`, EXIT.invalidState, 'follow it with: dg-upgrade status --follow');
