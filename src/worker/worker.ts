@@ -32,7 +32,8 @@ export async function createWorker(config: WorkerConfig): Promise<{ worker: Work
     workflowBundle: { code: workflowCode.code },
     // Recorded on every workflow task this worker completes: `dg-upgrade status` shows it. No
     // Worker Versioning (docs/decisions.md): a new worker takes over all runs, and patched()
-    // keeps it deterministic against the histories of the previous one.
+    // keeps it deterministic against the histories of the previous one. (The SDK marks
+    // `buildId` deprecated in favour of `workerDeploymentOptions`, which is for versioned workers.)
     buildId: workflowCode.buildId,
     // Activities stop (and heartbeat their cancellation) within this grace time on SIGTERM.
     shutdownGraceTime: '10 seconds',
