@@ -42,8 +42,10 @@ function redact(url: string): string {
 
 /** Creates a uniquely named database; `drop()` removes it together with any database the test derived from it (prefix match). */
 export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
-  const safe = label.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 20);
-  const name = `dgu_${safe}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  // At most 27 bytes: the databases a rollback derives from it (`<name>_upgraded_<when>_<run>`,
+  // cut to PostgreSQL's 63 bytes) must keep the whole name as their prefix, or drop() misses them.
+  const safe = label.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 10);
+  const name = `dgu_${safe}_${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   await withAdmin((c) => c.query(`CREATE DATABASE "${name}"`));
   return {
     name,
