@@ -919,3 +919,22 @@ test('writes: every tag that serves takes POST /api/v1/events (v0.2.3, which doe
     }
   }
 });
+
+test('writes: SIGTERM under a steady stream of keep-alive writes drains and shuts down gracefully (no forced exit)', async () => {
+  const { server } = await serveTag('v0.1.0');
+  let stop = false;
+  let n = 0;
+  const writers = Array.from({ length: 4 }, async () => {
+    while (!stop) {
+      await api(server, '/api/v1/events', { token: SAMPLE_TOKENS.writer, method: 'POST', body: trafficEnvelope(`evt-drain-${n}`, n++) }).catch(() => {});
+    }
+  });
+  await waitFor('writes flowing', async () => n > 40);
+  const code = await stopServer(server);
+  stop = true;
+  await Promise.all(writers);
+  assert.equal(code, 0);
+  const logs = server.logs.join('');
+  assert.match(logs, /Shutdown complete/);
+  assert.doesNotMatch(logs, /graceful shutdown timed out/, 'keep-alive connections are closed as they go idle');
+});

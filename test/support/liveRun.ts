@@ -66,7 +66,15 @@ export interface FollowedRun {
  */
 export async function followAcceptingDataLoss(
   d: E2eDeployment,
-  opts: { workflowId?: string; timeoutMs?: number; by?: string; /** Return early (exitCode -1, the last status) once this holds. */ until?: (status: any) => boolean } = {},
+  opts: {
+    workflowId?: string;
+    timeoutMs?: number;
+    by?: string;
+    /** Return early (exitCode -1, the last status) once this holds. */
+    until?: (status: any) => boolean;
+    /** Called with the count each time the gate asks, before accepting it. */
+    onGate?: (events: number) => void;
+  } = {},
 ): Promise<FollowedRun> {
   const target = opts.workflowId ? ['--workflow-id', opts.workflowId] : [d.name];
   const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
@@ -84,6 +92,7 @@ export async function followAcceptingDataLoss(
       if (gate.phase === 'rollback-blocked') throw new Error(`the rollback is blocked, waiting for retry/abandon: ${gate.summary}`);
       if (gate.phase === 'awaiting-data-loss-approval' && gate.dataLoss) {
         const n = Number(gate.dataLoss.eventsAfterBackup);
+        opts.onGate?.(n);
         const a = await d.cli(['accept-data-loss', ...(s.rollbackWorkflowId ? ['--workflow-id', s.rollbackWorkflowId] : target), '--events', String(n), '--by', opts.by ?? 'e2e-operator']);
         if (a.exitCode === 0) {
           asked.push(n);
