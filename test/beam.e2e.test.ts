@@ -26,15 +26,17 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+function comm(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 /** The app's BEAM processes (beam.smp, not its erl_child_setup helper) started for this deployment. */
 function beamRuntimes(d: E2eDeployment): number[] {
-  return processesWithEnv('DG_UPGRADE_RUNTIME', d.name).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'beam.smp';
-    } catch {
-      return false;
-    }
-  });
+  return processesWithEnv('DG_UPGRADE_RUNTIME', d.name).filter((pid) => comm(pid) === 'beam.smp');
 }
 
 function beamCmdline(d: E2eDeployment): string {
@@ -43,11 +45,16 @@ function beamCmdline(d: E2eDeployment): string {
   return readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8').replace(/\0/g, ' ');
 }
 
-/** Ends every BEAM this deployment started, whatever the test left behind (they are ours, by pid). */
+/**
+ * Ends every BEAM this deployment started, whatever the test left behind (they are ours, by pid).
+ * Not epmd: the first distributed node on a host starts it (inheriting that node's environment)
+ * and every other node on the host registers with it.
+ */
 async function disposeBeam(d: E2eDeployment | undefined): Promise<void> {
   if (!d) return;
   await d.dispose();
   for (const pid of processesWithEnv('DG_UPGRADE_RUNTIME', d.name)) {
+    if (comm(pid) === 'epmd') continue;
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
