@@ -188,6 +188,11 @@ describe('v0.1.0 from source', () => {
     const written = await api(c, '/api/v1/events', 'writer-t', { method: 'POST', body: JSON.stringify({ trace_id: 'trace-new', event_type: 'trace.started', payload: { title: 'new' } }) });
     assert.equal(written.status, 201, written.text);
     assert.equal(JSON.parse(written.text).data.event.log_seq, 29);
+    const envelope = JSON.stringify({ event_id: 'e-1', idempotency_key: 'k-1', trace_id: 'trace-new', event_type: 'trace.annotated', payload: { note: 'x' }, source: { producer_id: 'p', system: 's' } });
+    const first = JSON.parse((await api(c, '/api/v1/events', 'writer-t', { method: 'POST', body: envelope })).text).data.event;
+    const again = JSON.parse((await api(c, '/api/v1/events', 'writer-t', { method: 'POST', body: envelope })).text).data.event;
+    assert.equal(again.log_seq, first.log_seq, 'a repeated idempotency key answers the stored event');
+    assert.equal(first.event_id, 'e-1');
     assert.equal((await api(c, '/api/v1/projections/health', 'nope')).status, 401);
   });
 });

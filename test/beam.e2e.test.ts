@@ -12,7 +12,9 @@ import {
   waitCaughtUp,
   type E2eDeployment,
 } from './support/e2e.js';
+import { startWarmTraffic, waitProjected } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
+import { assertConfirmedWritesAccountedFor, describeTraffic, type Traffic } from './support/traffic.js';
 
 // End to end against the real BEAM target (test/fixtures/beam-target): real `mix compile`,
 // `mix ecto.migrate`, `mix phx.server`, `mix release`, and the release's own bin script.
@@ -178,6 +180,36 @@ describe('release model on the BEAM target, daemon/stop/pid under the command ad
     assert.equal(bad.status.outcome, 'rolled-back', bad.status.summary);
     await assertRestoredToPreUpgrade(d, beforeBad);
     assert.equal(beamRuntimes(d).length, 1);
+  });
+});
+
+describe('projection-only failure on the BEAM target under 50 writes/s', () => {
+  let d: E2eDeployment;
+  let traffic: Traffic | undefined;
+  before(async () => {
+    d = await createRunningDeployment(temporal, 'beamnarrow', { target: 'beam' });
+  });
+  after(async () => {
+    await traffic?.stop();
+    await disposeBeam(d);
+  });
+
+  test('v0.2.2 (projector bug) takes the narrow path: back on v0.1.0, trace_summary rebuilt by its real projector, no restore, no write lost', async (t) => {
+    traffic = await startWarmTraffic(d);
+    const r = await upgrade(d, 'v0.2.2');
+    assert.equal(r.exitCode, 1, r.output);
+    assert.equal(r.status.classification.kind, 'projection-only', JSON.stringify(r.status.classification));
+    assert.equal(r.status.rollbackWorkflowId, undefined, 'no restore-based rollback ran');
+    assert.equal(r.status.rebuild.outcome, 'rebuilt');
+    assert.equal(await version(d), '0.1.0');
+    const written = await traffic.stop();
+    traffic = undefined;
+    await waitProjected(d, Math.max(...written.confirmed.map((w) => w.logSeq)));
+    const health = await getJson(`http://127.0.0.1:${d.port}/api/v1/projections/health`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+    for (const p of health.body.data.projections) assert.equal(p.open_failures, 0, `${p.projection_name} has no open failures`);
+    const accounted = await assertConfirmedWritesAccountedFor(written, d.databaseUrl);
+    assert.equal(accounted.setAside, 0, 'nothing discarded');
+    t.diagnostic(`traffic ${describeTraffic(written)}`);
   });
 });
 
