@@ -50,6 +50,14 @@ export async function eventLogMark(client: pg.Client): Promise<EventLogMark & { 
   return { maxLogSeq: Number(rows[0].max), rowCount: Number(rows[0].n), checksum: rows[0].checksum };
 }
 
+/** High-water mark and row count without the checksum (a read of the whole event log): what preflight shows. */
+async function eventLogHead(client: pg.Client): Promise<EventLogMark> {
+  const exists = await client.query(`SELECT to_regclass('public.dg_event_log') AS t`);
+  if (!exists.rows[0].t) return { maxLogSeq: 0, rowCount: 0 };
+  const { rows } = await client.query(`SELECT coalesce(max(log_seq), 0)::bigint AS max, count(*)::bigint AS n FROM dg_event_log`);
+  return { maxLogSeq: Number(rows[0].max), rowCount: Number(rows[0].n) };
+}
+
 /** Exact row count of every table in the public schema. */
 export async function tableRowCounts(client: pg.Client): Promise<Record<string, number>> {
   const { rows } = await client.query<{ tablename: string }>(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`);
@@ -73,7 +81,7 @@ export async function inspectDatabase(d: ResolvedDeployment): Promise<DatabaseIn
   const url = databaseUrl(d);
   return withDatabase(url, async (client) => {
     const size = await client.query(`SELECT current_database() AS name, pg_database_size(current_database())::bigint AS size`);
-    const mark = await eventLogMark(client);
+    const mark = await eventLogHead(client);
     return {
       name: size.rows[0].name,
       redactedUrl: redactDatabaseUrl(url),

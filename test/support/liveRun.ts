@@ -84,6 +84,8 @@ export async function followAcceptingDataLoss(
   for (;;) {
     const r = await d.cli(['status', ...target, '--json']);
     last = r.stdout + r.stderr;
+    // The worker may be down (a crash test kills it once `until` holds): no status to read then.
+    if (r.exitCode !== 0 && opts.until?.(undefined)) return { exitCode: -1, status: undefined, asked, refusedAccepts };
     if (r.exitCode === 0) {
       const s = JSON.parse(r.stdout);
       if (opts.until?.(s)) return { exitCode: -1, status: s, asked, refusedAccepts };
