@@ -66,6 +66,7 @@ test(`soak: ${OPS.length} operations under 50 writes/s, some with a direct write
         await fn();
       } catch (err) {
         problems.push(`${label}: ${what}: ${(err as Error).message.split('\n').slice(0, 6).join(' ')}`);
+        process.stderr.write(`# PROBLEM ${problems.at(-1)}\n`);
       }
     };
     const opStart = Date.now();
@@ -98,7 +99,8 @@ test(`soak: ${OPS.length} operations under 50 writes/s, some with a direct write
       traffic.setDirectRate(0);
     }
     const s = run.status;
-    const rb = op.kind === 'rollback' ? s : s.rollback;
+    // A rollback's own status carries its report under `rollback` too.
+    const rb = s.rollback;
     const before = version;
     /** Where a rollback of this operation lands. */
     const rolledBackTo = op.kind === 'rollback' ? 'v0.1.0' : version;
@@ -136,7 +138,10 @@ test(`soak: ${OPS.length} operations under 50 writes/s, some with a direct write
       const a = await assertConfirmedWritesAccountedFor(traffic!.snapshot(), d.databaseUrl, asides);
       gate += ` writes: ${a.live} live, ${a.setAside} set aside`;
     });
-    process.stderr.write(`# ${label}: ${s.outcome} in ${((Date.now() - opStart) / 1000).toFixed(1)} s; ${gate}; problems so far ${problems.length}\n`);
+    const stepTimes = (st: any[] | undefined) => (st ?? []).filter((x) => x.durationMs).map((x) => `${x.name} ${(x.durationMs / 1000).toFixed(1)}`).join(', ');
+    process.stderr.write(
+      `# ${label}: ${s.outcome} in ${((Date.now() - opStart) / 1000).toFixed(1)} s (steps: ${stepTimes(s.steps)}${rb?.workflowId && rb.workflowId !== s.workflowId ? `; rollback ${rb.workflowId}` : ''}); ${gate}; problems so far ${problems.length}\n`,
+    );
     t.diagnostic(`${label}: ${s.outcome} in ${((Date.now() - opStart) / 1000).toFixed(1)} s (${before} -> ${version}); ${gate}`);
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import pg from 'pg';
 import { databaseFacts, getJson, type E2eDeployment } from './e2e.js';
@@ -150,6 +151,7 @@ export async function factsOfBackupFile(file: string) {
  */
 export async function assertRestoredToBackup(d: E2eDeployment, status: any, asideUrl?: string, expectVersion = '0.1.0'): Promise<void> {
   const backup = await backupOf(d, status);
+  if (!existsSync(backup.file)) return assertRestoredToFrozenCopy(d, backup, asideUrl, expectVersion);
   const { facts: held, rows: heldRows } = await factsOfBackupFile(backup.file);
   const now = await databaseFacts(d.databaseUrl);
   assert.deepEqual(now.versions, held.versions, 'same schema_migrations as the backup');
@@ -171,6 +173,48 @@ export async function assertRestoredToBackup(d: E2eDeployment, status: any, asid
   const { dg_projection_runs: runsHeld, dg_event_log: _eHeld, ...restHeld } = held.rowCounts;
   assert.deepEqual(restNow, restHeld, 'same per-table row counts as the backup (the event log aside)');
   assert.equal(runsNow, (runsHeld ?? 0) + 1, 'only the smoke check replay run was added');
+  const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
+  assert.equal(health.status, 200);
+  assert.equal(health.body.version, expectVersion, `${expectVersion} serves`);
+}
+
+/**
+ * A backup taken as a frozen copy (`backups.method: frozen-copy`) that the rollback swapped in
+ * before its pg_dump file was written (a failed migrate, say): no independent copy is left to
+ * restore, so the live database is checked against the figures the manifest counted in the copy:
+ * it is the copy (same oid), same migrations and tables, the event log up to the backup's end has
+ * the backup's row count and checksum, the other tables the backup's row counts.
+ */
+async function assertRestoredToFrozenCopy(d: E2eDeployment, backup: any, asideUrl: string | undefined, expectVersion: string): Promise<void> {
+  assert.ok(backup.frozenDatabase, `backup ${backup.id} has neither its pg_dump file ${backup.file} nor a frozen copy`);
+  const client = new pg.Client({ connectionString: d.databaseUrl, application_name: 'dgu-test-inspect' });
+  await client.connect();
+  try {
+    const oid = (await client.query('SELECT oid::bigint AS oid FROM pg_database WHERE datname = current_database()')).rows[0].oid;
+    assert.equal(Number(oid), backup.frozenOid, `the live database is the frozen copy ${backup.frozenDatabase} (oid ${backup.frozenOid})`);
+    const mark = (
+      await client.query(
+        `SELECT count(*)::bigint AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY log_seq), '')) AS checksum FROM dg_event_log t WHERE log_seq <= $1`,
+        [backup.eventLog.maxLogSeq],
+      )
+    ).rows[0];
+    assert.equal(Number(mark.n), backup.eventLog.rowCount, `event-log rows up to log_seq ${backup.eventLog.maxLogSeq}: as the backup counted`);
+    assert.equal(mark.checksum, backup.eventLog.checksum, 'those rows are the backup\'s, unchanged');
+  } finally {
+    await client.end();
+  }
+  const now = await databaseFacts(d.databaseUrl);
+  assert.deepEqual(now.versions, backup.migrationVersions, 'same schema_migrations as the backup');
+  assert.deepEqual(now.tables, Object.keys(backup.rowCounts).sort(), 'same tables as the backup');
+  const { dg_projection_runs: runsNow, dg_event_log: _eNow, ...restNow } = now.rowCounts;
+  const { dg_projection_runs: runsHeld, dg_event_log: _eHeld, ...restHeld } = backup.rowCounts as Record<string, number>;
+  assert.deepEqual(restNow, restHeld, 'same per-table row counts as the backup (the event log aside)');
+  assert.equal(runsNow, (runsHeld ?? 0) + 1, 'only the smoke check replay run was added');
+  if (asideUrl) {
+    const asideSet = new Set((await eventLogRows(asideUrl)).map((r) => r.row));
+    const resurrected = (await eventLogRows(d.databaseUrl)).filter((r) => r.logSeq > backup.eventLog.maxLogSeq && asideSet.has(r.row));
+    assert.equal(resurrected.length, 0, `rows the restore should have discarded are live: ${resurrected.slice(0, 3).map((r) => r.row).join(' | ')}`);
+  }
   const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
   assert.equal(health.status, 200);
   assert.equal(health.body.version, expectVersion, `${expectVersion} serves`);
