@@ -413,7 +413,6 @@ const cases: Case[] = [
     exit: 0,
     first: /phase: awaiting-approval/,
     todo: /ignored signal/,
-    needs: 'worker: a payload converter that turns undecodable payloads into bad input instead of failing every workflow task (see report)',
   },
 
   // --- UI-style starts: wrong IDs, inputs, encodings, types, task queues ---
@@ -439,23 +438,22 @@ const cases: Case[] = [
     run: () => uiStartFollowed({ type: 'releaseValidate', data: json({ deployment: d.name }) }),
     exit: 15,
     first: /refused for deployment/,
-    needs: 'releaseValidate activity: refuse with FAILURE_TYPES.refused (DgRefused), not DgBadInput, so a UI start exits 15 like the CLI',
+  },
+  {
+    // The worker's lenient payload converter turns an undecodable input into a value the
+    // workflow refuses at once: no stuck run, the lock is free again.
+    kind: 'ui-start',
+    name: 'input encoded binary/protobuf: refused at once, naming the encoding to use',
+    run: () => uiStartFollowed({ encoding: 'binary/protobuf', data: Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63]) }),
+    exit: 2,
+    first: /the input could not be decoded \(encoding binary\/protobuf: .*\); start the run again with the json\/plain encoding/,
   },
   {
     kind: 'ui-start',
-    name: 'input encoded binary/protobuf: status says the run is stuck, cancel terminates it',
-    run: () => stuckThenCancel({ encoding: 'binary/protobuf', data: Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63]) }, /is stuck on its first workflow task: the worker fails it .*Unknown encoding: binary\/protobuf/),
-    exit: 16,
-    first: /never completed its first workflow task \(the worker fails it.*Unknown encoding: binary\/protobuf\)/,
-    todo: /terminating it instead/,
-  },
-  {
-    kind: 'ui-start',
-    name: 'input that is not JSON: stuck, cancel --json terminates it',
-    run: () => stuckThenCancel({ data: '{"deployment": "x", targ' }, /is stuck on its first workflow task: .*JSON/, ['--json']),
-    exit: 16,
-    first: /"terminated":true/,
-    todo: /never completed its first workflow task/,
+    name: 'input that is not JSON: refused at once',
+    run: () => uiStartFollowed({ data: '{"deployment": "x", targ' }),
+    exit: 2,
+    first: /the input could not be decoded \(encoding json\/plain: .*JSON.*\)/,
   },
   {
     kind: 'ui-start',
@@ -477,7 +475,7 @@ const cases: Case[] = [
     kind: 'ui-start',
     name: 'a stuck run: a new upgrade is refused naming it',
     run: async () => {
-      await stuckStart({ encoding: 'json/protobuf', data: 'x' });
+      await stuckStart({ type: 'upgrad', data: json({ deployment: d.name, targetRef: 'v0.2.0' }) });
       const r = await cli(['upgrade', '-d', d.name, '--to', 'v0.2.0']);
       assert.equal((await cli(['cancel', d.name])).exitCode, 16);
       return r;
@@ -524,7 +522,6 @@ const cases: Case[] = [
     exit: 0,
     first: /phase: awaiting-approval/,
     todo: /waiting for: signal "approve"/,
-    needs: 'item 2: autoApprove removed from the upgrade input',
   },
 
   // --- disk and permission faults ---
@@ -562,7 +559,6 @@ const cases: Case[] = [
     exit: 0,
     first: /^Plan [0-9a-f]{24}/,
     todo: /backup dir.*(group|world|others)/i,
-    needs: 'item 3: preflight warns about a group- or world-readable backup dir (in the plan)',
   },
   {
     kind: 'fault',
@@ -592,7 +588,6 @@ const cases: Case[] = [
     exit: 1,
     first: /failed at backup: .*(no space|No space).*; the previous version was restarted/,
     todo: /(filesystem|free)/,
-    needs: 'item 6: no-space is not retried, names the filesystem and the space needed, removes the partial file',
   },
 ];
 

@@ -171,7 +171,7 @@ export function ensurePrivateDir(dir: string): void {
 export function backupDirWarning(dir: string): string | undefined {
   try {
     const mode = statSync(dir).mode & 0o777;
-    if (mode & 0o077) return `backup dir ${dir} is readable by other users (mode ${mode.toString(8)}); backups hold the whole database: chmod 700 ${dir} and chmod 600 the files in it`;
+    if (mode & 0o077) return `backup dir ${dir} is readable by group or others (mode ${mode.toString(8)}); backups hold the whole database: chmod 700 ${dir} and chmod 600 the files in it`;
   } catch {
     /* not there yet: created 0700 */
   }

@@ -14,7 +14,7 @@ export async function releaseValidate(deployment: string): Promise<{ reportFile:
   if (!d.profile.disposableDemo) {
     throw ApplicationFailure.create({
       message: `refused for deployment ${d.name}: ${RELEASE_VALIDATE_REFUSAL}. Mark a demo install with "disposableDemo": true in its profile; use dg-upgrade's smoke checks on live installs`,
-      type: FAILURE_TYPES.badInput,
+      type: FAILURE_TYPES.refused,
       nonRetryable: true,
     });
   }

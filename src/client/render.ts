@@ -27,6 +27,7 @@ export function renderPlan(plan: UpgradePlan, hash: string): string {
     }
   }
   if (plan.requiredActions.length) lines.push('  REQUIRED ACTIONS (approving acknowledges them):', ...plan.requiredActions.map((a) => `    ! ${a}`));
+  if (plan.warnings?.length) lines.push('  WARNINGS:', ...plan.warnings.map((w) => `    ! ${w}`));
   lines.push('  steps:', ...plan.steps.map((s, i) => `    ${i + 1}. ${s}`));
   return lines.join('\n');
 }

@@ -3,6 +3,7 @@ import * as activities from '../activities/index.js';
 import { setProfilePath } from '../activities/deployment.js';
 import { loadProfileFile, taskQueueForNode } from '../config/profile.js';
 import { temporalSettings } from '../client/temporalConnection.js';
+import { PAYLOAD_CONVERTER_PATH } from './bundle.js';
 import { loadWorkflowCode, type WorkflowCode } from './workflowCode.js';
 
 export interface WorkerConfig {
@@ -30,6 +31,8 @@ export async function createWorker(config: WorkerConfig): Promise<{ worker: Work
     taskQueue,
     activities,
     workflowBundle: { code: workflowCode.code },
+    // The same lenient converter the bundle has: undecodable inputs become values, not stuck tasks.
+    dataConverter: { payloadConverterPath: PAYLOAD_CONVERTER_PATH },
     // Recorded on every workflow task this worker completes: `dg-upgrade status` shows it. No
     // Worker Versioning (docs/decisions.md): a new worker takes over all runs, and patched()
     // keeps it deterministic against the histories of the previous one. (The SDK marks

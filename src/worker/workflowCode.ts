@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { BUNDLE_PATH, WORKFLOWS_PATH } from './bundle.js';
+import { BUNDLE_PATH, PAYLOAD_CONVERTER_PATH, WORKFLOWS_PATH } from './bundle.js';
 
 /** Points the worker at another workflow bundle (a file written by bundleWorkflowCode), e.g. a previous release's. */
 export const WORKFLOW_BUNDLE_ENV = 'DG_WORKFLOW_BUNDLE';
@@ -38,6 +38,6 @@ export async function loadWorkflowCode(env: NodeJS.ProcessEnv = process.env): Pr
     const code = readFileSync(BUNDLE_PATH, 'utf8');
     return { code, origin: BUNDLE_PATH, buildId: buildIdOf(code) };
   }
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: new DefaultLogger('WARN') });
   return { code, origin: WORKFLOWS_PATH, buildId: buildIdOf(code) };
 }

@@ -16,3 +16,10 @@ export function failureTypeOf(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** Why a workflow input is refused; names the encoding problem when the worker could not decode it. */
+export function inputMessage(input: unknown, shape: string): string {
+  const undecodable = (input as { undecodablePayload?: unknown } | undefined)?.undecodablePayload;
+  if (typeof undecodable === 'string') return `the input could not be decoded (${undecodable}); start the run again with the json/plain encoding and the input ${shape}`;
+  return `input must be ${shape}`;
+}

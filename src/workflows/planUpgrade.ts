@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/workflow';
+import { inputMessage } from './failures.js';
 import { planHash } from './planHash.js';
 import { runPreflight } from './preflight.js';
 import { FAILURE_TYPES, type UpgradeInput, type UpgradePlan } from './types.js';
@@ -11,7 +12,7 @@ export interface PlanResult {
 /** `dg-upgrade plan`: the upgrade's preflight alone. Reads only, so it needs no lock. */
 export async function planUpgrade(input: UpgradeInput): Promise<PlanResult> {
   if (!input || typeof input.deployment !== 'string' || typeof input.targetRef !== 'string') {
-    throw ApplicationFailure.create({ message: 'input must be {"deployment": "<name>", "targetRef": "<tag or sha>"}', type: FAILURE_TYPES.badInput, nonRetryable: true });
+    throw ApplicationFailure.create({ message: inputMessage(input, '{"deployment": "<name>", "targetRef": "<tag or sha>"}'), type: FAILURE_TYPES.badInput, nonRetryable: true });
   }
   const { plan } = await runPreflight(input.deployment, input.targetRef, { baselineSmoke: false });
   return { plan, planHash: planHash(plan) };

@@ -1,4 +1,5 @@
 import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
+import { inputMessage } from './failures.js';
 import { long, quick } from './activityProxies.js';
 import { decideRecoveryPath } from './recoveryRule.js';
 import { statusQuery } from './signals.js';
@@ -17,7 +18,7 @@ const ALL_PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'];
  */
 export async function rebuildProjections(input: RebuildProjectionsInput): Promise<RebuildReport> {
   if (!input || typeof input.deployment !== 'string') {
-    throw ApplicationFailure.create({ message: 'input must be {"deployment": "<name>", "projections"?: [...], "toRef"?: "..."}', type: FAILURE_TYPES.badInput, nonRetryable: true });
+    throw ApplicationFailure.create({ message: inputMessage(input, '{"deployment": "<name>", "projections"?: [...], "toRef"?: "..."}'), type: FAILURE_TYPES.badInput, nonRetryable: true });
   }
   const { deployment } = input;
   const info = workflowInfo();

@@ -7,7 +7,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
-import { failureTypeOf, messageOf } from './failures.js';
+import { failureTypeOf, messageOf, inputMessage } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
@@ -35,7 +35,7 @@ export const RECOUNT_AT_SWAP = 'rollback-recount-discard-at-swap';
  */
 export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   if (!input || typeof input.deployment !== 'string') {
-    throw ApplicationFailure.create({ message: 'input must be {"deployment": "<name>", "backupId"?: "...", "toRef"?: "..."}', type: FAILURE_TYPES.badInput, nonRetryable: true });
+    throw ApplicationFailure.create({ message: inputMessage(input, '{"deployment": "<name>", "backupId"?: "...", "toRef"?: "..."}'), type: FAILURE_TYPES.badInput, nonRetryable: true });
   }
   const { deployment } = input;
   const info = workflowInfo();

@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
-import { failureTypeOf, messageOf } from './failures.js';
+import { failureTypeOf, messageOf, inputMessage } from './failures.js';
 import { planHash } from './planHash.js';
 import { describeRef, runPreflight } from './preflight.js';
 import { classifyFailure } from './classifyFailure.js';
@@ -53,7 +53,7 @@ export const FROZEN_COPY_BACKUP = 'frozen-copy-backup';
  */
 export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
   if (!input || typeof input.deployment !== 'string' || typeof input.targetRef !== 'string' || !input.targetRef) {
-    throw badInput('input must be {"deployment": "<name>", "targetRef": "<tag or sha>"}');
+    throw badInput(inputMessage(input, '{"deployment": "<name>", "targetRef": "<tag or sha>"}'));
   }
   const { deployment, targetRef } = input;
   const expectedId = requireDeploymentLock(deployment, 'upgrades', { allowChildOfLock: false });
@@ -300,6 +300,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     });
     if (status.backup?.problem) {
       status.outcome = 'failed';
+      status.error = { step: 'portableBackup', message: status.backup.problem };
       setPhase(
         'failed',
         `${from} -> ${to}: ${to} serves and passed its smoke checks, BUT ITS PRE-UPGRADE BACKUP IS NOT VERIFIED: the pg_dump file could not be written or verified (${status.backup.problem}); the frozen copy ${status.backup.frozenDatabase} is kept and a rollback still swaps it in`,
