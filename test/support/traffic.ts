@@ -263,16 +263,18 @@ export async function eventLogRows(databaseUrl: string): Promise<EventRow[]> {
 export interface WriteAccounting {
   /** Confirmed writes found in the live database. */
   live: number;
-  /** Confirmed writes not in the live database, each in exactly one set-aside database. */
+  /** Confirmed writes not in the live database, each in the set-aside database of the rollback that discarded it. */
   setAside: number;
-  /** Per set-aside database: how many confirmed writes only it holds. */
+  /** Per set-aside database: how many confirmed writes its rollback discarded. */
   perAside: Record<string, number>;
 }
 
 /**
  * Every confirmed write (API and direct) is in exactly one place: once in the live database with
- * the log_seq it was confirmed with, or (discarded by a rollback) not in the live database and
- * in exactly one of the set-aside databases, with that log_seq. Nothing confirmed is lost.
+ * the log_seq it was confirmed with, or (discarded by a rollback) not in the live database but
+ * once, with that log_seq, in the set-aside database of the rollback that discarded it (the
+ * newest of `asideUrls`, given oldest first, that holds it). Nothing confirmed is lost. That
+ * each rollback discarded exactly what its gate counted is `assertGateCountMatchesDiscarded`.
  */
 export async function assertConfirmedWritesAccountedFor(report: TrafficReport, liveUrl: string, asideUrls: Record<string, string> = {}): Promise<WriteAccounting> {
   const index = (rows: EventRow[]) => {
@@ -292,14 +294,18 @@ export async function assertConfirmedWritesAccountedFor(report: TrafficReport, l
       else result.live++;
       continue;
     }
-    const holders = [...asides].filter(([, m]) => m.get(w.eventId)?.includes(w.logSeq)).map(([name]) => name);
-    if (holders.length === 1) {
-      result.setAside++;
-      result.perAside[holders[0]!]!++;
-    } else if (holders.length === 0) {
+    // Each set-aside database is a whole copy of the database it replaced, so a write that stayed
+    // live through earlier rollbacks is in their set-aside databases too: the newest one holding it
+    // is the rollback that discarded it.
+    const holders = [...asides].filter(([, m]) => m.get(w.eventId)?.length).map(([name, m]) => ({ name, seqs: m.get(w.eventId)! }));
+    const discardedBy = holders.at(-1);
+    if (!discardedBy) {
       problems.push(`${w.via} ${w.eventId} (log_seq ${w.logSeq}, confirmed ${new Date(w.at).toISOString()}) is LOST: in neither the live nor a set-aside database`);
+    } else if (discardedBy.seqs.length !== 1 || discardedBy.seqs[0] !== w.logSeq) {
+      problems.push(`${w.via} ${w.eventId} (log_seq ${w.logSeq}) is in ${discardedBy.name} as log_seq ${discardedBy.seqs.join(', ')}`);
     } else {
-      problems.push(`${w.via} ${w.eventId} (log_seq ${w.logSeq}) is in ${holders.length} set-aside databases: ${holders.join(', ')}`);
+      result.setAside++;
+      result.perAside[discardedBy.name]!++;
     }
   }
   assert.deepEqual(problems.slice(0, 20), [], `${problems.length} confirmed writes not accounted for exactly once`);
