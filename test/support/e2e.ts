@@ -198,6 +198,8 @@ export function editProfile(d: SampleDeployment, edit: (deployment: any) => void
 type Facts = Awaited<ReturnType<typeof databaseFacts>>;
 
 /**
+ * For an idle install only: with writes flowing, facts taken before the upgrade are stale by the
+ * time of the backup; use assertRestoredToBackup (liveRun.ts), which compares with the backup.
  * The database after a rollback equals the pre-upgrade one. The single allowed difference: the
  * post-rollback smoke check admits one catch_up replay (the guide's check 4), which the app
  * records as one more row in dg_projection_runs.
