@@ -316,6 +316,8 @@ export interface UpgradeStatus {
   ignoredSignals: string[];
   baselineSmoke?: SmokeReport;
   smoke?: SmokeReport;
+  /** Set when the plan's tag points to another commit after the approval: the planned commit is deployed. */
+  tagMoved?: { tag: string; plannedSha: string; currentSha: string };
   backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions' | 'otherSessions'> & {
     eventLog?: BackupManifest['eventLog'];
     method?: BackupManifest['method'];

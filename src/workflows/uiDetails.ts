@@ -18,6 +18,10 @@ export function publishUiDetails(status: OperationStatus): void {
     `- **summary:** ${status.summary}`,
   ];
   if (status.waitingFor) lines.push(`- **waiting for:** ${status.waitingFor}`);
+  if (status.tagMoved) {
+    const m = status.tagMoved;
+    lines.push(`- **tag moved:** ${m.tag} points to ${m.currentSha.slice(0, 12)} since the plan; the planned commit ${m.plannedSha.slice(0, 12)} is deployed`);
+  }
   if (status.planHash) lines.push(`- **plan hash:** \`${status.planHash}\``);
   if (status.plan?.requiredActions.length) lines.push(`- **required actions:** ${status.plan.requiredActions.join('; ')}`);
   if (status.dataLoss) lines.push(`- **events a restore discards:** ${status.dataLoss.eventsAfterBackup}`);

@@ -40,6 +40,9 @@ const describe = describeRef;
 /** Patch: approval is skipped only by the profile's `approval.policy: "auto"`, never by the input. */
 export const APPROVAL_FROM_PROFILE_ONLY = 'approval-from-profile-only';
 
+/** Patch: after approval, the plan's tag is resolved again and a move is reported (the planned commit is still what deploys). */
+export const TAG_MOVED_CHECK = 'tag-moved-check';
+
 /**
  * Patch: the backup method is the profile's `backups.method`; with "frozen-copy" the database is
  * copied on its server while the app is stopped, the new version starts at once, and the pg_dump
@@ -171,6 +174,15 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     });
 
     const sha = plan.to.sha;
+    if (plan.to.tag && patched(TAG_MOVED_CHECK)) {
+      // The approved plan names a commit: that commit is deployed, whatever the tag does. If the
+      // tag moved since the plan, say so (status, UI details, summary) instead of staying silent.
+      const now = await quick.resolveTargetRef(deployment, plan.to.tag);
+      if (now.sha !== sha) {
+        status.tagMoved = { tag: plan.to.tag, plannedSha: sha, currentSha: now.sha };
+        publishUiDetails(status);
+      }
+    }
     if (plan.layout === 'releases') {
       setPhase('building', `${from} -> ${to}: building ${to} while ${from} serves`);
       await steps.run('build', async () => {
@@ -310,7 +322,8 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       throw backupUnverified;
     }
     status.outcome = 'succeeded';
-    setPhase('succeeded', `upgraded ${from} -> ${to}; all ${status.smoke!.checks.length} smoke checks passed`);
+    const moved = status.tagMoved ? `; tag ${status.tagMoved.tag} moved to ${status.tagMoved.currentSha.slice(0, 12)} after the plan: deployed the planned commit ${sha.slice(0, 12)}` : '';
+    setPhase('succeeded', `upgraded ${from} -> ${to}; all ${status.smoke!.checks.length} smoke checks passed${moved}`);
     return result();
   } catch (err) {
     if (backupUnverified && err === backupUnverified) throw err;
