@@ -4,7 +4,9 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { createRunningDeployment, editProfile, getJson, type E2eDeployment } from './support/e2e.js';
-import { startWarmTraffic } from './support/liveRun.js';
+import { followAcceptingDataLoss, startWarmTraffic } from './support/liveRun.js';
+import pg from 'pg';
+import { ADMIN_DATABASE_URL } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 import type { Traffic } from './support/traffic.js';
 
@@ -45,7 +47,9 @@ async function startAndApprove(target: string): Promise<any> {
   return JSON.parse(started.stdout).status;
 }
 
-test('a disk that fills during the backup: no retries, the partial dump removed, the old version back at once', async () => {
+test('a disk that fills during the backup: no retries, the partial dump removed, the old version back at once', async (t) => {
+  // The dump runs while the app is stopped only with this method (the default dumps from the frozen copy, below).
+  t.after(editProfile(d, (p) => (p.backups.method = 'dump-while-stopped')));
   const waiting = await startAndApprove('v0.2.0');
   assert.equal(waiting.phase, 'awaiting-approval');
   // Preflight found room; now something else fills the filesystem, leaving 64 KiB.
@@ -72,11 +76,44 @@ test('a disk that fills during the backup: no retries, the partial dump removed,
   assert.equal(mode(backupsDir), '700', 'a backup dir dg-upgrade creates is 0700');
 });
 
+test('frozen copy: a disk that fills before the pg_dump from the copy fails the upgrade loudly, keeps the copy, and a rollback swaps it in', async () => {
+  const waiting = await startAndApprove('v0.2.0');
+  const free = Number(execFileSync('df', ['--output=avail', '-B1', mountPoint]).toString().split('\n')[1]);
+  execFileSync('fallocate', ['-l', String(free - 64 * 1024), path.join(mountPoint, 'filler')]);
+  const approved = await d.cli(['approve', d.name, '--plan-hash', waiting.planHash]);
+  assert.equal(approved.exitCode, 0, approved.stderr);
+  const followed = await d.cli(['status', d.name, '--follow', '--json']);
+  assert.notEqual(followed.exitCode, 0, 'never a silent success');
+  const status = JSON.parse(followed.stdout).status;
+  assert.equal(status.outcome, 'failed');
+  assert.equal(status.error.step, 'portableBackup');
+  assert.match(status.summary, /v0\.2\.0 serves and passed its smoke checks, BUT ITS PRE-UPGRADE BACKUP IS NOT VERIFIED: .*no space left for the backup on the filesystem .*the frozen copy \S+ is kept/);
+  assert.ok(!status.steps.some((s: any) => s.name === 'rollback' || s.name === 'restartOld'), 'a version that serves is not rolled back for its backup');
+  assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0');
+  assert.deepEqual(readdirSync(backupsDir).filter((f) => f.endsWith('.partial') || f.endsWith('.dump')), [], 'no partial dump left');
+  const frozen = status.backup.frozenDatabase as string;
+  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await admin.connect();
+  try {
+    assert.equal((await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [frozen])).rowCount, 1, `the frozen copy ${frozen} is kept`);
+  } finally {
+    await admin.end();
+  }
+  rmSync(path.join(mountPoint, 'filler'));
+
+  // The copy is the backup: a rollback swaps it in by rename (no pg_dump file exists).
+  const rb = await d.cli(['rollback', '--deployment', d.name]);
+  assert.equal(rb.exitCode, 0, rb.stderr);
+  const rolled = await followAcceptingDataLoss(d);
+  assert.equal(rolled.status.outcome, 'rolled-back', rolled.status.summary);
+  assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
+});
+
 test('backups are 0600 in a 0700 dir; a dir that others can read is warned about in the plan', async () => {
   chmodSync(backupsDir, 0o755);
   const waiting = await startAndApprove('v0.2.0');
   assert.ok(
-    (waiting.plan.warnings ?? []).some((w: string) => w.startsWith(`backup dir ${backupsDir} is readable by other users (mode 755)`)),
+    (waiting.plan.warnings ?? []).some((w: string) => w.startsWith(`backup dir ${backupsDir} is readable by group or others (mode 755)`)),
     `the plan warns: ${JSON.stringify(waiting.plan.warnings)}`,
   );
   chmodSync(backupsDir, 0o700);
