@@ -8,7 +8,7 @@ import { redactSecrets } from '../config/secrets.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
-import { beamDirOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
+import { beamDirOf, currentDirOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
 
 /** What the process adapter records about the runtime it started. */
 interface RuntimeRecord {
@@ -103,11 +103,20 @@ async function healthz(d: ResolvedDeployment): Promise<{ status: number; body: a
   }
 }
 
+/**
+ * Where and with what the command adapter's status and stop run: like start, in the serving
+ * version's beam dir with the runtime's environment. A real `bin/<release> stop` reaches the node
+ * through distribution and needs the node name and cookie it was started with.
+ */
+function commandContext(d: ResolvedDeployment) {
+  return { cwd: beamDirOf(d, currentDirOf(d)), env: { ...runtimeEnv(d), [MARKER]: d.name }, secrets: secretValues(d) };
+}
+
 async function commandSaysRunning(d: ResolvedDeployment): Promise<boolean> {
   const rt = d.profile.runtime;
   if (rt.adapter !== 'command') return false;
   try {
-    await runCommand(rt.status[0]!, rt.status.slice(1), { cwd: d.profile.repoPath, secrets: secretValues(d) });
+    await runCommand(rt.status[0]!, rt.status.slice(1), commandContext(d));
     return true;
   } catch {
     return false;
@@ -195,13 +204,25 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
     const logFile = path.join(runDirOf(d), 'runtime.log');
     return ApplicationFailure.nonRetryable(`the runtime ${how} during start; last lines of ${logFile}:\n${logTail(d, logFile)}`);
   };
+  // A `daemon` start command returns before the runtime boots; one that never comes up is seen
+  // by the status command saying "stopped" for this long after the start, not at the timeout.
+  const commandGraceMs = Math.min(10_000, timeoutMs);
+  const startedAt = Date.now();
   const ok = await waitUntil('waiting for /api/healthz', timeoutMs, async () => {
     if (exited) throw await exitedDuringStart();
     const probe = await probeRuntime(deployment);
     if (rt.adapter === 'process' && !probe.running) throw await exitedDuringStart();
+    if (rt.adapter === 'command' && !probe.running && Date.now() - startedAt > commandGraceMs) {
+      throw ApplicationFailure.nonRetryable(
+        `the start command (${rt.start.join(' ')}) returned, but the status command (${rt.status.join(' ')}) still says stopped ${Math.round(commandGraceMs / 1000)} s later: the runtime did not boot; see the runtime's own log (for an OTP release: tmp/log/ in the release dir)`,
+      );
+    }
     return probe.healthStatus === 200;
   });
-  if (!ok) throw ApplicationFailure.nonRetryable(`the runtime did not answer /api/healthz with 200 within ${rt.startTimeout}; see its log in ${runDirOf(d)}`);
+  if (!ok) {
+    const where = rt.adapter === 'process' ? `its log in ${runDirOf(d)}` : "the runtime's own log (the command adapter writes none)";
+    throw ApplicationFailure.nonRetryable(`the runtime did not answer /api/healthz with 200 within ${rt.startTimeout}; see ${where}`);
+  }
   return probeRuntime(deployment);
 }
 
@@ -220,7 +241,7 @@ export async function stopRuntime(deployment: string): Promise<{ wasRunning: boo
   const timeoutMs = durationMs(rt.stopTimeout);
   if (rt.adapter === 'command') {
     const wasRunning = await commandSaysRunning(d);
-    if (wasRunning) await runCommand(rt.stop[0]!, rt.stop.slice(1), { cwd: d.profile.repoPath, secrets: secretValues(d) });
+    if (wasRunning) await runCommand(rt.stop[0]!, rt.stop.slice(1), commandContext(d));
     const stopped = await waitUntil('waiting for the runtime to stop', timeoutMs, async () => !(await commandSaysRunning(d)) && !(await healthz(d)));
     if (!stopped) throw ApplicationFailure.nonRetryable(`the stop command ran but the runtime still runs after ${rt.stopTimeout}`);
     return { wasRunning, forced: false };
