@@ -276,7 +276,13 @@ export interface WriteAccounting {
  * newest of `asideUrls`, given oldest first, that holds it). Nothing confirmed is lost. That
  * each rollback discarded exactly what its gate counted is `assertGateCountMatchesDiscarded`.
  */
-export async function assertConfirmedWritesAccountedFor(report: TrafficReport, liveUrl: string, asideUrls: Record<string, string> = {}): Promise<WriteAccounting> {
+export async function assertConfirmedWritesAccountedFor(
+  report: TrafficReport,
+  liveUrl: string,
+  asideUrls: Record<string, string> = {},
+  /** Rows of set-aside databases read before (they never change): pass the same map to each call. */
+  asideCache: Map<string, EventRow[]> = new Map(),
+): Promise<WriteAccounting> {
   const index = (rows: EventRow[]) => {
     const m = new Map<string, number[]>();
     for (const r of rows) if (r.eventId) m.set(r.eventId, [...(m.get(r.eventId) ?? []), r.logSeq]);
@@ -284,7 +290,10 @@ export async function assertConfirmedWritesAccountedFor(report: TrafficReport, l
   };
   const live = index(await eventLogRows(liveUrl));
   const asides = new Map<string, Map<string, number[]>>();
-  for (const [name, url] of Object.entries(asideUrls)) asides.set(name, index(await eventLogRows(url)));
+  for (const [name, url] of Object.entries(asideUrls)) {
+    if (!asideCache.has(url)) asideCache.set(url, await eventLogRows(url));
+    asides.set(name, index(asideCache.get(url)!));
+  }
   const result: WriteAccounting = { live: 0, setAside: 0, perAside: Object.fromEntries([...asides.keys()].map((k) => [k, 0])) };
   const problems: string[] = [];
   for (const w of report.confirmed) {
