@@ -189,7 +189,14 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
     } else {
       notes.push('no trace to read yet');
     }
-    const wf = await call('GET', '/api/v1/workflows?limit=12', reader);
+    // Workflow reads write (they refresh runtime rows), so under steady writes one may lose a
+    // race and answer 5xx; a broken route fails all three tries, a second apart.
+    let wf = await call('GET', '/api/v1/workflows?limit=12', reader);
+    for (let attempt = 2; wf.status >= 500 && attempt <= 3; attempt++) {
+      heartbeat(`smoke: workflows answered ${wf.status}, try ${attempt} of 3`);
+      await sleep(1000);
+      wf = await call('GET', '/api/v1/workflows?limit=12', reader);
+    }
     if (wf.status !== 200) throw new Error(`GET /api/v1/workflows answered ${errorOf(wf)}`);
     const items: any[] = Array.isArray(wf.body?.data) ? wf.body.data : (wf.body?.data?.workflows ?? wf.body?.data?.items ?? []);
     const ids = items.map((w) => String(w.workflow_id ?? w.id)).sort();
