@@ -248,11 +248,14 @@ async function swapFrozenCopy(
     aside: await oidOf(admin, aside),
     frozen: await oidOf(admin, frozen),
   }));
-  if (state.aside !== undefined && state.live === manifest.frozenOid) {
-    // Swapped by an earlier attempt.
+  if (state.aside !== undefined && state.live !== undefined) {
+    // Swapped by an earlier attempt (clients cannot create the live name while it is aside).
     return { discarded: await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest)) };
   }
   if (state.frozen !== manifest.frozenOid) return undefined;
+  // Never consume the only backup: while its pg_dump file is not written (a failure before the
+  // cutover), the live database is a file copy of the frozen copy, which stays for the dump.
+  const keepCopy = manifest.state !== 'complete' || !existsSync(manifest.file);
   await failpoint('restore.beforeSwap');
   let otherSessions: RestoreResult['otherSessions'];
   if (state.aside === undefined) {
@@ -273,8 +276,13 @@ async function swapFrozenCopy(
     }
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds ${discarded.count} events written after the backup'`);
     await terminateConnections(admin, frozen);
-    await admin.query(`ALTER DATABASE ${quoteIdent(frozen)} RENAME TO ${quoteIdent(live)}`);
-    await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS 'dg-upgrade: frozen copy of backup ${manifest.id.replace(/'/g, "''")}, swapped in by a rollback'`);
+    if (keepCopy) {
+      await admin.query(`CREATE DATABASE ${quoteIdent(live)} TEMPLATE ${quoteIdent(frozen)} STRATEGY FILE_COPY`);
+      await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS 'dg-upgrade: copied from the frozen copy of backup ${manifest.id.replace(/'/g, "''")} by a rollback'`);
+    } else {
+      await admin.query(`ALTER DATABASE ${quoteIdent(frozen)} RENAME TO ${quoteIdent(live)}`);
+      await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS 'dg-upgrade: frozen copy of backup ${manifest.id.replace(/'/g, "''")}, swapped in by a rollback'`);
+    }
   });
   return { discarded, otherSessions };
 }

@@ -388,6 +388,19 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
             );
           }
         }
+        if (frozenCopy && status.backup && !status.backup.sha256 && !status.backup.problem && (status.rollback || status.rebuild)) {
+          // Failed before the cutover's dump: the rollback kept the frozen copy; the portable
+          // backup the guide asks for is written from it now that the old version serves.
+          try {
+            await steps.compensate('portableBackup', async () => {
+              const manifest = await long.dumpFrozenCopy({ deployment, id: status.backup!.id });
+              status.backup = { ...status.backup!, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256, migrationVersions: manifest.migrationVersions, eventLog: manifest.eventLog };
+              return undefined;
+            });
+          } catch (dumpErr) {
+            status.backup.problem = messageOf(dumpErr).split('\n')[0];
+          }
+        }
       } catch (compErr) {
         compensationError = messageOf(compErr).split('\n')[0];
       }
@@ -399,7 +412,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       : status.rebuild
         ? `recovered by the narrow path: ${status.rebuild.summary.replace(/^[^:]+: /, '')}`
         : status.rollback
-        ? `rolled back: ${status.rollback.summary.replace(/^[^:]+: /, '')}`
+        ? `rolled back: ${status.rollback.summary.replace(/^[^:]+: /, '')}${status.backup?.problem ? `; THE PRE-UPGRADE BACKUP'S PG_DUMP FILE COULD NOT BE WRITTEN (${status.backup.problem}); its frozen copy ${status.backup.frozenDatabase} is kept` : ''}`
         : oldStopped
           ? 'the previous version was restarted'
           : 'the old version still serves, nothing changed';
