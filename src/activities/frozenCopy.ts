@@ -276,7 +276,18 @@ export async function frozenManifest(d: ResolvedDeployment, record: FrozenRecord
  * --list, size and sha256 read back. Idempotent: a complete, matching backup is returned as is.
  */
 export function dumpFrozenCopy(req: { deployment: string; id: string }): Promise<BackupManifest> {
-  return keepAlive('portable backup', () => dumpFrozen(req));
+  return keepAlive('portable backup', async () => {
+    try {
+      return await dumpFrozen(req);
+    } catch (err) {
+      // The backup still exists as the frozen copy: give it a manifest (figures counted in the
+      // copy, no file), so that `backups` lists it and a rollback can select it.
+      const d = deploymentOf(req.deployment);
+      const record = readFrozenRecord(d, req.id);
+      if (record && !existsSync(manifestPathOf(d.profile.backups.dir, req.id))) await frozenManifest(d, record).catch(() => {});
+      throw err;
+    }
+  });
 }
 
 async function dumpFrozen(req: { deployment: string; id: string }): Promise<BackupManifest> {
