@@ -221,7 +221,13 @@ async function freeze(req: BackupRequest & { key: string }): Promise<FrozenRecor
     return r;
   });
   const file = recordPathOf(dir, req.id);
-  writePrivateFile(`${file}.tmp`, JSON.stringify(record, null, 2));
+  try {
+    writePrivateFile(`${file}.tmp`, JSON.stringify(record, null, 2));
+  } catch (err) {
+    // The app is down: a full backup dir is not retried; the old version is restarted at once.
+    if (!isNoSpace(err)) throw err;
+    throw await noSpaceForBackup(d, databaseUrl(d), dir, `${file}.tmp`);
+  }
   renameSync(`${file}.tmp`, file);
   return record;
 }
