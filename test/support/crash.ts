@@ -169,8 +169,9 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
 export const UPGRADE_CRASHES: CrashCase[] = [
   { name: 'during build', target: 'v0.2.0', failpoint: 'build.compile:mark', killAfterMs: 1000, profile: (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = '4000') },
   { name: 'right after stop', target: 'v0.2.0', failpoint: 'stopRuntime.afterStop' },
-  { name: 'during backup', target: 'v0.2.0', failpoint: 'backup.afterDump' },
-  { name: 'right after backup', target: 'v0.2.0', failpoint: 'backup.afterManifest' },
+  // The dump while stopped (backups.method dump-while-stopped); the frozen-copy steps: test/crash-frozen-copy.e2e.test.ts.
+  { name: 'during backup', target: 'v0.2.0', failpoint: 'backup.afterDump', profile: (p) => (p.backups.method = 'dump-while-stopped') },
+  { name: 'right after backup', target: 'v0.2.0', failpoint: 'backup.afterManifest', profile: (p) => (p.backups.method = 'dump-while-stopped') },
   { name: 'during migrate', target: 'v0.2.0', failpoint: 'migrate.start:mark', killAfterMs: 1500, profile: (p) => (p.toolchain.env.DG_FIXTURE_MIGRATE_MS = '4000') },
   { name: 'during start', target: 'v0.2.0', failpoint: 'startRuntime.afterSpawn' },
   { name: 'during smoke', target: 'v0.2.0', failpoint: 'smoke.afterHealthz' },
