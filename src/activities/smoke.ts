@@ -50,7 +50,13 @@ async function newestTraceId(d: ResolvedDeployment): Promise<string | undefined>
   return withDatabase(databaseUrl(d), async (c) => {
     const exists = await c.query(`SELECT to_regclass('public.dg_trace_summary') AS t`);
     if (!exists.rows[0].t) return undefined;
-    const { rows } = await c.query(`SELECT trace_id FROM dg_trace_summary WHERE tenant_id = $1 ORDER BY trace_id DESC LIMIT 1`, [d.profile.smoke.tenant]);
+    // A trace nothing writes to any more: under live traffic the busiest traces answer 409
+    // (projection out of date) whenever the projector is a moment behind, which says nothing
+    // about the version serving. The least recently updated one is also the same trace before
+    // and after the upgrade, so their reads compare.
+    const quiet = await c.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'dg_trace_summary' AND column_name = 'updated_at'`);
+    const order = quiet.rows.length ? 'updated_at ASC, trace_id ASC' : 'trace_id DESC';
+    const { rows } = await c.query(`SELECT trace_id FROM dg_trace_summary WHERE tenant_id = $1 ORDER BY ${order} LIMIT 1`, [d.profile.smoke.tenant]);
     return rows[0]?.trace_id as string | undefined;
   });
 }
