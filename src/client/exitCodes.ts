@@ -50,7 +50,8 @@ export const EXIT_CODE_HELP = `Exit codes (2 and 9-15: bad input, nothing was ch
   5  Temporal (or the deployment's database) is unreachable
   6  no such workflow run
   7  the run does not accept this now (already finished, not waiting for approval)
-  8  needs an operator: a rollback was abandoned, a compensation failed, or the run is stuck
+  8  needs an operator: a rollback was abandoned, a compensation failed, the new version serves
+     but its portable backup could not be written or verified, or the run is stuck
      on a workflow task the worker keeps failing (status names the failure)
   9  invalid profile (unreadable, not JSON, a field fails validation, a secret cannot be resolved)
  10  unknown deployment

@@ -74,6 +74,8 @@ const EXIT_OF_FAILURE: Record<string, number> = {
   [FAILURE_TYPES.rejected]: EXIT.rejected,
   [FAILURE_TYPES.aborted]: EXIT.rejected,
   [FAILURE_TYPES.abandoned]: EXIT.needsAttention,
+  // The new version serves, but its portable backup could not be written or verified.
+  [FAILURE_TYPES.backupUnverified]: EXIT.needsAttention,
 };
 
 export function operatorName(flag?: string): string {
@@ -244,7 +246,7 @@ export function cliErrorOfFailure(err: unknown): CliError {
   const compensationFailed = outerApp?.type === FAILURE_TYPES.failed && /COMPENSATION FAILED/.test(outerApp.message);
   const code = compensationFailed ? EXIT.needsAttention : typed ? EXIT_OF_FAILURE[typed.type!]! : EXIT.failed;
   // The upgrade's own summaries already name the step, the cause and what was put back.
-  const ownSummary = outerApp && [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned].includes(outerApp.type as never);
+  const ownSummary = outerApp && [FAILURE_TYPES.failed, FAILURE_TYPES.rolledBack, FAILURE_TYPES.recoveredByRebuild, FAILURE_TYPES.abandoned, FAILURE_TYPES.backupUnverified].includes(outerApp.type as never);
   const message = ownSummary ? outerApp.message : (root?.message || cause?.message || err.message);
   return new CliError(message, code, hintOfFailure(typed?.type ?? outerApp?.type ?? undefined, chain), chain.length > 1 ? chain.map((e) => (e === root && e instanceof ApplicationFailure ? `${e.type ?? 'ApplicationFailure'} (the message above)` : describeLink(e))) : undefined);
 }
