@@ -6,52 +6,10 @@
  */
 import { createE2eDeployment, waitCaughtUp } from '../test/support/e2e.js';
 import { startTestTemporal } from '../test/support/temporal.js';
+import { downtimeOf, median, startProber } from './support/healthProber.js';
 
 const runs = Number(process.argv[2] ?? 2);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Probe {
-  at: number;
-  ok: boolean;
-}
-
-/** Probes every 50 ms (each probe waits at most 1 s) until stopped. */
-function startProber(port: number): { stop(): Promise<Probe[]> } {
-  const probes: Probe[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const at = Date.now();
-      let ok = false;
-      try {
-        ok = (await fetch(`http://127.0.0.1:${port}/api/healthz`, { signal: AbortSignal.timeout(1000) })).status === 200;
-      } catch {
-        ok = false;
-      }
-      probes.push({ at, ok });
-      await sleep(Math.max(0, 50 - (Date.now() - at)));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return probes;
-    },
-  };
-}
-
-/** From the last good probe before the first failure to the first good probe after the last failure. */
-function downtimeMs(probes: Probe[]): { downtime: number; failed: number } {
-  const first = probes.findIndex((p) => !p.ok);
-  if (first < 0) return { downtime: 0, failed: 0 };
-  let last = probes.length - 1;
-  while (probes[last]!.ok === true && last > first) last--;
-  const before = probes[Math.max(0, first - 1)]!.at;
-  const after = probes[Math.min(probes.length - 1, last + 1)]!.at;
-  return { downtime: after - before, failed: probes.filter((p) => !p.ok).length };
-}
 
 const temporal = await startTestTemporal();
 interface Series {
@@ -81,7 +39,7 @@ try {
         if (up.exitCode !== 0) throw new Error(`upgrade failed: ${up.stdout} ${up.stderr}`);
         const steps = JSON.parse(up.stdout).status.steps as Array<{ name: string; durationMs?: number }>;
         const step = (name: string) => steps.find((s) => s.name === name)?.durationMs ?? 0;
-        const { downtime, failed } = downtimeMs(probes);
+        const { downtime, failed } = downtimeOf(probes);
         r.downtime.push(downtime);
         r.failed.push(failed);
         r.stopOld.push(step('stopOld'));

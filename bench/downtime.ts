@@ -18,51 +18,15 @@ import { setProfilePath } from '../src/activities/deployment.js';
 import { createE2eDeployment, editProfile, PROJECT_ROOT, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
 import { ADMIN_DATABASE_URL, dropDatabasesWithPrefix } from '../test/support/postgres.js';
 import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
+import { downtimeOf, median, startProber, type Probe } from './support/healthProber.js';
 
 const pairs = Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? '8,128,1024').split(',').map(Number);
 const COMPILE_MS = '1500';
 const BYTES_PER_ROW = 820; // measured: realistic envelopes with their indexes
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-interface Probe {
-  at: number;
-  ok: boolean;
-}
-
-function startProber(port: number): { stop(): Promise<Probe[]> } {
-  const probes: Probe[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const at = Date.now();
-      let ok = false;
-      try {
-        ok = (await fetch(`http://127.0.0.1:${port}/api/healthz`, { signal: AbortSignal.timeout(1000) })).status === 200;
-      } catch {
-        ok = false;
-      }
-      probes.push({ at, ok });
-      await sleep(Math.max(0, 50 - (Date.now() - at)));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return probes;
-    },
-  };
-}
-
-function downtimeMs(probes: Probe[]): number {
-  const first = probes.findIndex((p) => !p.ok);
-  if (first < 0) return 0;
-  let last = probes.length - 1;
-  while (probes[last]!.ok && last > first) last--;
-  return probes[Math.min(probes.length - 1, last + 1)]!.at - probes[Math.max(0, first - 1)]!.at;
-}
+const downtimeMs = (probes: Probe[]): number => downtimeOf(probes).downtime;
 
 async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = ADMIN_DATABASE_URL): Promise<T> {
   const c = new pg.Client({ connectionString: url });
