@@ -39,13 +39,15 @@ export async function migrationVersions(client: pg.Client): Promise<string[]> {
   return rows.map((r) => r.version);
 }
 
-export async function eventLogMark(client: pg.Client): Promise<EventLogMark & { checksum: string }> {
+/** High-water mark, row count and checksum of the event log, or of its rows up to `upToLogSeq`. */
+export async function eventLogMark(client: pg.Client, upToLogSeq?: number): Promise<EventLogMark & { checksum: string }> {
   const exists = await client.query(`SELECT to_regclass('public.dg_event_log') AS t`);
   if (!exists.rows[0].t) return { maxLogSeq: 0, rowCount: 0, checksum: '' };
   const { rows } = await client.query(
     `SELECT coalesce(max(log_seq), 0)::bigint AS max, count(*)::bigint AS n,
             md5(coalesce(string_agg(t::text, '|' ORDER BY log_seq), '')) AS checksum
-       FROM dg_event_log t`,
+       FROM dg_event_log t WHERE $1::bigint IS NULL OR log_seq <= $1::bigint`,
+    [upToLogSeq ?? null],
   );
   return { maxLogSeq: Number(rows[0].max), rowCount: Number(rows[0].n), checksum: rows[0].checksum };
 }
