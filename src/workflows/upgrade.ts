@@ -24,6 +24,7 @@ import {
   BAD_INPUT_TYPES,
   FAILURE_TYPES,
   UPGRADE_STEPS,
+  type BackupManifest,
   type DeploymentInspection,
   type ResolvedRef,
   type UpgradeInput,
@@ -49,6 +50,12 @@ export const TAG_MOVED_CHECK = 'tag-moved-check';
  * file is written from the copy (beside the smoke checks) before the upgrade reports success.
  */
 export const FROZEN_COPY_BACKUP = 'frozen-copy-backup';
+
+/** What the status shows of a written and verified dump, from its manifest. */
+function dumpFacts(manifest: BackupManifest) {
+  const { sizeBytes, sha256, migrationVersions, eventLog } = manifest;
+  return { sizeBytes, sha256, migrationVersions, eventLog };
+}
 
 /**
  * The guide's upgrade: preflight, plan, approval, build, stop, backup, migrate, start, smoke.
@@ -247,15 +254,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         kind: 'pre-upgrade',
       });
       backupTaken = true;
-      status.backup = {
-        id: manifest.id,
-        file: manifest.file,
-        sizeBytes: manifest.sizeBytes,
-        sha256: manifest.sha256,
-        migrationVersions: manifest.migrationVersions,
-        eventLog: manifest.eventLog,
-        otherSessions: manifest.otherSessions,
-      };
+      status.backup = { id: manifest.id, file: manifest.file, otherSessions: manifest.otherSessions, ...dumpFacts(manifest) };
       return undefined;
     });
 
@@ -284,13 +283,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       // version that serves: it fails the upgrade loudly below, and the frozen copy is kept.
       const portable = steps.run('portableBackup', async () => {
         const manifest = await long.dumpFrozenCopy({ deployment, id: status.backup!.id });
-        status.backup = {
-          ...status.backup!,
-          sizeBytes: manifest.sizeBytes,
-          sha256: manifest.sha256,
-          migrationVersions: manifest.migrationVersions,
-          eventLog: manifest.eventLog,
-        };
+        status.backup = { ...status.backup!, ...dumpFacts(manifest) };
         return undefined;
       });
       const [, dumped] = await Promise.allSettled([smoke, portable]);
@@ -394,7 +387,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
           try {
             await steps.compensate('portableBackup', async () => {
               const manifest = await long.dumpFrozenCopy({ deployment, id: status.backup!.id });
-              status.backup = { ...status.backup!, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256, migrationVersions: manifest.migrationVersions, eventLog: manifest.eventLog };
+              status.backup = { ...status.backup!, ...dumpFacts(manifest) };
               return undefined;
             });
           } catch (dumpErr) {
