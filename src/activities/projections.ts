@@ -34,9 +34,12 @@ export function rebuildProjection(deployment: string, projection: string): Promi
     const call = appApi(d);
     const admin = secret(d.profile.smoke.adminToken);
     const deadline = Date.now() + Math.max(durationMs(d.profile.smoke.timeout), 60_000) * 10;
+    // Bounded by the event-log head at admission: an unbounded rebuild under steady writes ends
+    // only once the projector outruns the writers; the projector's own ticks go on from there.
+    const head = await withDatabase(databaseUrl(d), async (c) => Number((await c.query('SELECT coalesce(max(log_seq), 0) AS n FROM dg_event_log')).rows[0].n));
     let jobId: string | undefined;
     while (!jobId) {
-      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'rebuild', projection, reason: 'dg-upgrade rebuild-projections', metadata: { by: 'dg-upgrade' } });
+      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'rebuild', projection, reason: 'dg-upgrade rebuild-projections', until_log_seq: head, metadata: { by: 'dg-upgrade' } });
       if (r.status === 202) jobId = r.body?.data?.run?.job_id;
       else if (r.status === 409 && Date.now() < deadline) await sleep(500); // another replay runs: wait for it
       else if (r.status === 403) {

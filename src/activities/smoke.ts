@@ -160,7 +160,10 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
 
   if (!opts.readOnly) await check('replay', async (deadline) => {
     const run = await pollLive(deadline, 'replay admission', async () => {
-      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check' });
+      // Bounded by the head the projections check saw: an unbounded catch-up under steady writes
+      // only ends when the projector outruns the writers, which a loaded host may never do.
+      const bound = Number.isFinite(headAtStart) ? { until_log_seq: headAtStart } : {};
+      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check', ...bound });
       if (r.status === 409) return new CheckFailed('a replay job is already running (409)');
       if (r.status !== 202) throw new Error(`replay admission answered ${errorOf(r)}, expected 202`);
       return r.body?.data?.run as { job_id: string };
