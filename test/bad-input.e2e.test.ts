@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,7 @@ after(async () => {
   await connection?.close();
   await d?.dispose();
   await temporal?.dispose();
+  if (cliCopy) rmSync(cliCopy, { recursive: true, force: true });
 });
 
 type Kind = 'cli' | 'profile' | 'secret' | 'signal' | 'ui-start' | 'fault';
@@ -591,9 +592,25 @@ const cases: Case[] = [
   },
 ];
 
+let cliCopy: string | undefined;
+/**
+ * The CLI as another user can run it: the checkout's own, or, when the checkout's path is closed
+ * to other users (a clone in a 0700 `mktemp -d`), a world-readable copy of what the CLI loads.
+ */
+function cliRunnableByNobody(): string {
+  if (spawnSync('runuser', ['-u', 'nobody', '--', 'test', '-r', CLI]).status === 0) return CLI;
+  if (!cliCopy) {
+    const root = path.resolve(path.dirname(CLI), '..');
+    cliCopy = mkdtempSync(path.join(os.tmpdir(), 'dgu-cli-'));
+    for (const part of ['package.json', 'bin', 'dist', 'node_modules']) execFileSync('cp', ['-r', path.join(root, part), cliCopy]);
+    execFileSync('chmod', ['-R', 'a+rX', cliCopy]);
+  }
+  return path.join(cliCopy, path.relative(path.resolve(path.dirname(CLI), '..'), CLI));
+}
+
 async function execFileAsNobody(args: string[]): Promise<CliResult> {
   const { execa } = await import('execa');
-  const r = await execa('runuser', ['-u', 'nobody', '--', process.execPath, CLI, ...args], { env: { ...d.temporalEnv }, reject: false });
+  const r = await execa('runuser', ['-u', 'nobody', '--', process.execPath, cliRunnableByNobody(), ...args], { env: { ...d.temporalEnv }, reject: false });
   d.cliOutputs.push(`${r.stdout}\n${r.stderr}`);
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }

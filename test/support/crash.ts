@@ -74,6 +74,30 @@ async function pendingActivityAttempts(temporal: TestTemporal, deployment: strin
   }
 }
 
+/** What a run that stopped moving is doing: its phase, pending activities (attempt, state, last failure) and the database's sessions. */
+async function stuckState(temporal: TestTemporal, d: E2eDeployment, status: any): Promise<string> {
+  const parts = [`phase ${status?.phase}: ${status?.summary ?? ''}`];
+  const connection = await Connection.connect({ address: temporal.address });
+  try {
+    const client = new Client({ connection });
+    for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH "dg-upgrade-${d.name}" AND ExecutionStatus = "Running"` })) {
+      const desc = await client.workflow.getHandle(wf.workflowId, wf.runId).describe();
+      for (const a of desc.raw.pendingActivities ?? []) {
+        parts.push(`${wf.workflowId} ${a.activityType?.name} attempt ${a.attempt} state ${a.state} last failure: ${a.lastFailure?.message ?? 'none'}`);
+      }
+    }
+  } finally {
+    await connection.close();
+  }
+  const { execFileSync } = await import('node:child_process');
+  try {
+    parts.push(execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-Atc', `SELECT datname, application_name, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE datname LIKE '${d.db.name}%' OR query ILIKE '%${d.db.name}%'`], { encoding: 'utf8' }));
+  } catch (err) {
+    parts.push(`pg_stat_activity unreadable: ${(err as Error).message}`);
+  }
+  return parts.join('\n');
+}
+
 const fingerprint = (s: any) => JSON.stringify(s?.steps?.map((st: any) => [st.name, st.state]) ?? []);
 
 /**
@@ -122,7 +146,7 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     while (recoveryMs < 0) {
       const s = await statusOf(d);
       if (fingerprint(s) !== snapshot) recoveryMs = Date.now() - killedAt;
-      else if (Date.now() - killedAt > 120_000) throw new Error(`no progress within 120 s after the crash at ${c.failpoint}`);
+      else if (Date.now() - killedAt > 120_000) throw new Error(`no progress within 120 s after the crash at ${c.failpoint}: ${await stuckState(temporal, d, s)}`);
       else await sleep(100);
     }
     await watchResume;
