@@ -8,7 +8,9 @@ import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 // new worker must take the run to the right end state: upgraded with one verified backup, or
 // rolled back to exactly the pre-upgrade database.
 const FROZEN_COPY_CRASHES: CrashCase[] = [
-  { name: 'during the frozen copy (CREATE DATABASE ... TEMPLATE running)', target: 'v0.2.0', failpoint: 'freeze.beforeCopy:mark', killAfterMs: 100 },
+  // Held after sending the CREATE DATABASE, before its answer: the server finishes the copy (or
+  // is still making it) for a worker that is gone; the next attempt must wait for it or reuse it.
+  { name: 'during the frozen copy (CREATE DATABASE ... TEMPLATE sent, no answer seen)', target: 'v0.2.0', failpoint: 'freeze.duringCopy' },
   { name: 'right after the frozen copy, before its record', target: 'v0.2.0', failpoint: 'freeze.afterCopy' },
   { name: 'during the pg_dump from the frozen copy, after the cutover', target: 'v0.2.0', failpoint: 'portableBackup.afterDump' },
   { name: 'during the swap of the frozen copy, between the renames', target: 'v0.3.0', failpoint: 'restore.betweenRenames' },

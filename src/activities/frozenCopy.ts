@@ -186,9 +186,11 @@ async function freeze(req: BackupRequest & { key: string }): Promise<FrozenRecor
     let otherSessions: FrozenRecord['otherSessions'];
     if ((await databaseOid(admin, frozen)) === undefined) {
       otherSessions = await settleOtherSessions(d, admin, live, 'the frozen copy');
-      await failpoint('freeze.beforeCopy');
       try {
-        await admin.query(`CREATE DATABASE ${quoteIdent(frozen)} TEMPLATE ${quoteIdent(live)} STRATEGY FILE_COPY`);
+        const copying = admin.query(`CREATE DATABASE ${quoteIdent(frozen)} TEMPLATE ${quoteIdent(live)} STRATEGY FILE_COPY`);
+        copying.catch(() => {}); // awaited below; a crash test holds the worker here meanwhile
+        await failpoint('freeze.duringCopy');
+        await copying;
       } catch (err) {
         if (isNoSpace(err)) {
           throw ApplicationFailure.create({

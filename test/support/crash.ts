@@ -124,9 +124,11 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     const marker = path.join(failDir, c.failpoint.replace(/[#:].*$/, ''));
     const gate = followAcceptingDataLoss(d, { until: () => existsSync(marker), timeoutMs: 120_000 }).catch((err: Error) => err);
     await waitForFile(marker, 120_000);
-    if (c.killAfterMs) await sleep(c.killAfterMs);
+    // Read before the wait of a ":mark" point: on a loaded host these reads take seconds, and the
+    // step the kill is meant for must still be running when it comes.
     const snapshot = fingerprint(await statusOf(d));
     const interrupted = await pendingActivityAttempts(temporal, d.name);
+    if (c.killAfterMs) await sleep(c.killAfterMs);
     await first.kill('SIGKILL');
     const killedAt = Date.now();
     const gateError = await gate;
