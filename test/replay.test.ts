@@ -26,7 +26,7 @@ test('a deliberately non-deterministic change of the upgrade workflow fails the 
   try {
     const src = path.dirname(path.dirname(WORKFLOWS_PATH)); // dist/src
     cpSync(path.join(src, 'workflows'), path.join(dir, 'workflows'), { recursive: true });
-    cpSync(path.join(src, 'config'), path.join(dir, 'config'), { recursive: true });
+    for (const part of ['config', 'domain']) cpSync(path.join(src, part), path.join(dir, part), { recursive: true });
     symlinkSync(path.join(PROJECT_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
     renameSync(path.join(dir, 'workflows', 'index.js'), path.join(dir, 'workflows', 'original-index.js'));
     writeFileSync(

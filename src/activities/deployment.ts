@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { getDeployment, loadProfileFile, ProfileError, type ResolvedDeployment } from '../config/profile.js';
 import { resolveSecret, SecretResolutionError, type SecretRef } from '../config/secrets.js';
-import { FAILURE_TYPES } from '../workflows/types.js';
+import { FAILURE_TYPES } from '../domain/types.js';
 
 let profilePath: string | undefined;
 

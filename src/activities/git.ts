@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { heartbeat } from './heartbeat.js';
 import { releasesDirOf, type ResolvedDeployment } from '../config/profile.js';
-import { FAILURE_TYPES, type CheckoutInfo, type PendingMigration, type ResolvedRef } from '../workflows/types.js';
+import { FAILURE_TYPES, type CheckoutInfo, type PendingMigration, type ResolvedRef } from '../domain/types.js';
 import { deploymentOf } from './deployment.js';
 import { CommandFailed, runCommand } from './exec.js';
 import { currentDirOf, currentLinkOf, releaseDirFor } from './layout.js';

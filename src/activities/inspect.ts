@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { durationMs, modelProblem } from '../config/profile.js';
-import { FAILURE_TYPES, type DeploymentInspection } from '../workflows/types.js';
+import { FAILURE_TYPES, type DeploymentInspection } from '../domain/types.js';
 import { deploymentOf } from './deployment.js';
 import { describeCheckout } from './git.js';
 import { currentDirOf } from './layout.js';

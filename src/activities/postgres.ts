@@ -6,7 +6,7 @@ import { heartbeat } from './heartbeat.js';
 import pg from 'pg';
 import { redactDatabaseUrl } from '../config/secrets.js';
 import type { ResolvedDeployment } from '../config/profile.js';
-import { FAILURE_TYPES, type BackupManifest, type EventLogMark } from '../workflows/types.js';
+import { FAILURE_TYPES, type BackupManifest, type EventLogMark } from '../domain/types.js';
 import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';

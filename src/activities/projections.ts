@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { durationMs } from '../config/profile.js';
-import type { RecoveryFacts } from '../workflows/recoveryRule.js';
+import type { RecoveryFacts } from '../domain/recoveryRule.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
 import { databaseUrl, deploymentOf, secret } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { notesBetween, parseReleaseNotes } from '../workflows/releaseNotesParser.js';
-import type { ReleaseNoteBlock } from '../workflows/types.js';
+import { notesBetween, parseReleaseNotes } from '../domain/releaseNotesParser.js';
+import type { ReleaseNoteBlock } from '../domain/types.js';
 import { deploymentOf } from './deployment.js';
 import { readFileAtRef } from './git.js';
 

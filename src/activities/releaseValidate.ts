@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { FAILURE_TYPES } from '../workflows/types.js';
+import { FAILURE_TYPES } from '../domain/types.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { beamDirOf, commandPidDirOf, currentDirOf, logDirOf } from './layout.js';

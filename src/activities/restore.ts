@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ResolvedDeployment } from '../config/profile.js';
-import { FAILURE_TYPES, type BackupManifest } from '../workflows/types.js';
+import { FAILURE_TYPES, type BackupManifest } from '../domain/types.js';
 import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import { durationMs, type ResolvedDeployment } from '../config/profile.js';
-import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../workflows/types.js';
+import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../domain/types.js';
 import { heartbeat, sleep } from './heartbeat.js';
 
 /** Sessions on `database` other than this connection's (and other than dg-upgrade's own tools). */

@@ -2,7 +2,7 @@ import { failpoint } from './failpoints.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { redactSecrets } from '../config/secrets.js';
-import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../workflows/types.js';
+import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../domain/types.js';
 import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
 import { withDatabase } from './postgres.js';
 import { appApi, errorOf, openFailures } from './appApi.js';

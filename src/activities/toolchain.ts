@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { heartbeat } from './heartbeat.js';
-import { FAILURE_TYPES } from '../workflows/types.js';
+import { FAILURE_TYPES } from '../domain/types.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { CommandFailed, runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';

@@ -22,7 +22,7 @@ import {
 } from './operations.js';
 import { formatBytes, renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
 import type { ResolvedDeployment } from '../config/profile.js';
-import type { UpgradeStatus } from '../workflows/types.js';
+import type { UpgradeStatus } from '../domain/types.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 interface Command {

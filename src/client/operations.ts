@@ -11,8 +11,8 @@ import {
 } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, CancelledFailure, ChildWorkflowFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
 import { getDeployment, loadProfileFile, modelProblem, ProfileError, profilePathFromEnv, taskQueueForNode, type ResolvedDeployment } from '../config/profile.js';
-import { lockWorkflowId } from '../workflows/lock.js';
-import { FAILURE_TYPES, type UpgradeInput, type UpgradeResult, type UpgradeStatus } from '../workflows/types.js';
+import { lockWorkflowId } from '../domain/lock.js';
+import { FAILURE_TYPES, type UpgradeInput, type UpgradeResult, type UpgradeStatus } from '../domain/types.js';
 import type { PlanResult } from '../workflows/planUpgrade.js';
 import { CliError, EXIT } from './exitCodes.js';
 import { temporalSettings, type TemporalSettings } from './temporalConnection.js';

@@ -1,4 +1,4 @@
-import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../workflows/types.js';
+import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../domain/types.js';
 
 const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-' };
 

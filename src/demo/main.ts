@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Client, Connection } from '@temporalio/client';
 import { startDevServer, type DevServer } from '../stack/devServer.js';
-import { lockWorkflowId } from '../workflows/lock.js';
+import { lockWorkflowId } from '../domain/lock.js';
 import { createSampleDeployment, type SampleDeployment } from './sampleDeployment.js';
 
 /**

@@ -1,6 +1,6 @@
 import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
-import { BAD_INPUT_TYPES } from './types.js';
+import { BAD_INPUT_TYPES } from '../domain/types.js';
 
 // Failures that a retry cannot fix: report them at once.
 const nonRetryableErrorTypes = [...BAD_INPUT_TYPES, 'DgToolFailed'];

@@ -1,7 +1,7 @@
 import { ApplicationFailure, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, PHASE_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
-import { lockWorkflowId } from './lock.js';
-import { FAILURE_TYPES, type OperationStatus, type Phase } from './types.js';
+import { lockWorkflowId } from '../domain/lock.js';
+import { FAILURE_TYPES, type OperationStatus, type Phase } from '../domain/types.js';
 import { publishUiDetails } from './uiDetails.js';
 
 /**

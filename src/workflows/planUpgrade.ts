@@ -1,8 +1,8 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import { inputMessage } from './failures.js';
-import { planHash } from './planHash.js';
+import { planHash } from '../domain/planHash.js';
 import { runPreflight } from './preflight.js';
-import { FAILURE_TYPES, type UpgradeInput, type UpgradePlan } from './types.js';
+import { FAILURE_TYPES, type UpgradeInput, type UpgradePlan } from '../domain/types.js';
 
 export interface PlanResult {
   plan: UpgradePlan;

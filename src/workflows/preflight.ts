@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
-import { FAILURE_TYPES, type DeploymentInspection, type ResolvedRef, type SmokeReport, type UpgradePlan } from './types.js';
+import { FAILURE_TYPES, type DeploymentInspection, type ResolvedRef, type SmokeReport, type UpgradePlan } from '../domain/types.js';
 
 function badInput(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });

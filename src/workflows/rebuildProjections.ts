@@ -1,12 +1,12 @@
 import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
 import { inputMessage } from './failures.js';
 import { long, quick } from './activityProxies.js';
-import { decideRecoveryPath } from './recoveryRule.js';
+import { decideRecoveryPath } from '../domain/recoveryRule.js';
 import { statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
-import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type RebuildProjectionsInput, type RebuildReport } from './types.js';
+import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type RebuildProjectionsInput, type RebuildReport } from '../domain/types.js';
 
 const ALL_PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'];
 

@@ -1,7 +1,7 @@
 import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import { long } from './activityProxies.js';
-import { lockWorkflowId } from './lock.js';
-import { FAILURE_TYPES } from './types.js';
+import { lockWorkflowId } from '../domain/lock.js';
+import { FAILURE_TYPES } from '../domain/types.js';
 
 /** `mix dg.release.validate` on a disposable demo install, under the deployment's lock (it reseeds data). */
 export async function releaseValidate(input: { deployment: string }): Promise<{ reportFile: string }> {

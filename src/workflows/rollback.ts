@@ -21,7 +21,7 @@ import {
   type RollbackInput,
   type RollbackReport,
   type RollbackStepName,
-} from './types.js';
+} from '../domain/types.js';
 
 /** Patch: the swap recounts the discard where it stays and asks again when it grew; abandon at the gate ends the run. */
 export const RECOUNT_AT_SWAP = 'rollback-recount-discard-at-swap';

@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { AcceptDataLossSignal, ApproveSignal, OperatorSignal, RejectSignal, UpgradeStatus } from './types.js';
+import type { AcceptDataLossSignal, ApproveSignal, OperatorSignal, RejectSignal, UpgradeStatus } from '../domain/types.js';
 
 export const approveSignal = defineSignal<[ApproveSignal]>('approve');
 export const rejectSignal = defineSignal<[RejectSignal]>('reject');

@@ -1,5 +1,5 @@
 import { messageOf } from './failures.js';
-import type { StepName, StepStatus } from './types.js';
+import type { StepName, StepStatus } from '../domain/types.js';
 
 /** Records each step's state and timings for the `status` query. */
 export class StepTracker {

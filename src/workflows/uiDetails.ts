@@ -1,5 +1,5 @@
 import { setCurrentDetails } from '@temporalio/workflow';
-import type { OperationStatus } from './types.js';
+import type { OperationStatus } from '../domain/types.js';
 
 const ICON: Record<string, string> = { pending: '·', running: '▶', succeeded: '✓', failed: '✗', skipped: '–' };
 

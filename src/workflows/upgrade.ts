@@ -11,9 +11,9 @@ import {
 } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
 import { failureTypeOf, messageOf, inputMessage } from './failures.js';
-import { planHash } from './planHash.js';
+import { planHash } from '../domain/planHash.js';
 import { describeRef, runPreflight } from './preflight.js';
-import { classifyFailure } from './classifyFailure.js';
+import { classifyFailure } from '../domain/classifyFailure.js';
 import { rebuildProjections } from './rebuildProjections.js';
 import { rollback } from './rollback.js';
 import { approveSignal, rejectSignal, statusQuery } from './signals.js';
@@ -30,7 +30,7 @@ import {
   type UpgradeInput,
   type UpgradeResult,
   type UpgradeStatus,
-} from './types.js';
+} from '../domain/types.js';
 
 function badInput(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
