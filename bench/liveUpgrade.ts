@@ -5,54 +5,23 @@
  * data-loss gate's count and what the restore discarded against the generator's own count.
  *   node dist/bench/liveUpgrade.js [rate=50]
  */
-import { createRunningDeployment, type E2eDeployment } from '../test/support/e2e.js';
+import { createRunningDeployment } from '../test/support/e2e.js';
 import { followAcceptingDataLoss, startWarmTraffic } from '../test/support/liveRun.js';
 import { databaseUrlFor } from '../test/support/postgres.js';
 import { startTestTemporal } from '../test/support/temporal.js';
 import { countDiscarded, type TrafficReport } from '../test/support/traffic.js';
+import { startProber, type Probe } from './support/healthProber.js';
 
 const rate = Number(process.argv[2] ?? 50);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Probe {
-  at: number;
-  up: boolean;
-  version?: string;
-}
-
-/** GET /api/healthz every 50 ms (1 s timeout); "up" means 200 with the repo started. */
-function startProber(d: E2eDeployment) {
-  const probes: Probe[] = [];
-  let stopped = false;
-  const loop = (async () => {
-    while (!stopped) {
-      const at = Date.now();
-      try {
-        const r = await fetch(`http://127.0.0.1:${d.port}/api/healthz`, { signal: AbortSignal.timeout(1000) });
-        const body: any = await r.json();
-        probes.push({ at, up: r.status === 200 && body?.store?.['repo_started?'] === true, version: body?.version });
-      } catch {
-        probes.push({ at, up: false });
-      }
-      await sleep(Math.max(0, at + 50 - Date.now()));
-    }
-  })();
-  return {
-    probes,
-    async stop() {
-      stopped = true;
-      await loop;
-    },
-  };
-}
 
 /** Down windows: from the first failed probe to the next good one. */
 function downWindows(probes: Probe[], from: number, to: number): Array<{ start: number; end: number }> {
   const windows: Array<{ start: number; end: number }> = [];
   let start: number | undefined;
   for (const p of probes.filter((x) => x.at >= from && x.at <= to)) {
-    if (!p.up && start === undefined) start = p.at;
-    if (p.up && start !== undefined) {
+    if (!p.ok && start === undefined) start = p.at;
+    if (p.ok && start !== undefined) {
       windows.push({ start, end: p.at });
       start = undefined;
     }
@@ -81,7 +50,7 @@ const temporal = await startTestTemporal();
 const d = await createRunningDeployment(temporal, 'benchlive');
 try {
   const traffic = await startWarmTraffic(d, { rate });
-  const prober = startProber(d);
+  const prober = startProber(d.port);
   await sleep(1000);
 
   const upFrom = Date.now();
