@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { validateRefSyntax } from '../src/activities/git.js';
 import { sideDatabaseNames } from '../src/activities/restore.js';
-import { canonicalJson, planHash } from '../src/workflows/planHash.js';
+import { canonicalJson, planHash } from '../src/domain/planHash.js';
 
 test('plan hash ignores key order and changes with content', () => {
   assert.equal(planHash({ a: 1, b: [1, 2] }), planHash({ b: [1, 2], a: 1 }));

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { classifyFailure } from '../src/workflows/classifyFailure.js';
-import { decideRecoveryPath, type RecoveryFacts } from '../src/workflows/recoveryRule.js';
-import type { SmokeReport } from '../src/workflows/types.js';
+import { classifyFailure } from '../src/domain/classifyFailure.js';
+import { decideRecoveryPath, type RecoveryFacts } from '../src/domain/recoveryRule.js';
+import type { SmokeReport } from '../src/domain/types.js';
 
 const BASE = ['20260307000100', '20260307000200'];
 const backup = { id: 'b1', migrationVersions: BASE, eventLog: { maxLogSeq: 28, rowCount: 28 } };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { notesBetween, parseReleaseNotes } from '../src/workflows/releaseNotesParser.js';
+import { notesBetween, parseReleaseNotes } from '../src/domain/releaseNotesParser.js';
 
 const RELEASE_MD = `# Release notes
 

@@ -210,14 +210,20 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
   const startedAt = Date.now();
   const ok = await waitUntil('waiting for /api/healthz', timeoutMs, async () => {
     if (exited) throw await exitedDuringStart();
-    const probe = await probeRuntime(deployment);
-    if (rt.adapter === 'process' && !probe.running) throw await exitedDuringStart();
-    if (rt.adapter === 'command' && !probe.running && Date.now() - startedAt > commandGraceMs) {
+    if (rt.adapter === 'process') {
+      const probe = await probeRuntime(deployment);
+      if (!probe.running) throw await exitedDuringStart();
+      return probe.healthStatus === 200;
+    }
+    // The status command boots a BEAM of its own (about a second): it is asked only once the
+    // grace period is over, and healthz alone is polled until then.
+    if ((await healthz(d))?.status === 200) return true;
+    if (Date.now() - startedAt > commandGraceMs && !(await commandSaysRunning(d))) {
       throw ApplicationFailure.nonRetryable(
         `the start command (${rt.start.join(' ')}) returned, but the status command (${rt.status.join(' ')}) still says stopped ${Math.round(commandGraceMs / 1000)} s later: the runtime did not boot; see the runtime's own log (for an OTP release: tmp/log/ in the release dir)`,
       );
     }
-    return probe.healthStatus === 200;
+    return false;
   });
   if (!ok) {
     const where = rt.adapter === 'process' ? `its log in ${runDirOf(d)}` : "the runtime's own log (the command adapter writes none)";
@@ -242,7 +248,7 @@ export async function stopRuntime(deployment: string): Promise<{ wasRunning: boo
   if (rt.adapter === 'command') {
     const wasRunning = await commandSaysRunning(d);
     if (wasRunning) await runCommand(rt.stop[0]!, rt.stop.slice(1), commandContext(d));
-    const stopped = await waitUntil('waiting for the runtime to stop', timeoutMs, async () => !(await commandSaysRunning(d)) && !(await healthz(d)));
+    const stopped = await waitUntil('waiting for the runtime to stop', timeoutMs, async () => !(await healthz(d)) && !(await commandSaysRunning(d)));
     if (!stopped) throw ApplicationFailure.nonRetryable(`the stop command ran but the runtime still runs after ${rt.stopTimeout}`);
     return { wasRunning, forced: false };
   }
