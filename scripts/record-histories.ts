@@ -59,6 +59,22 @@ async function insertLateEvents(d: E2eDeployment): Promise<void> {
   }
 }
 
+/** `$D` in a scenario's command stands for the deployment's name. */
+type Command = [args: string[], expectedExit?: number];
+
+/** A scenario that is a fresh running deployment and CLI commands run in order, each with its expected exit code. */
+function cliScenario(name: string, description: string, label: string, commands: Command[], options?: Parameters<E2eModule['createRunningDeployment']>[2]): Scenario {
+  return {
+    name,
+    description,
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, label, options);
+      for (const [args, exit] of commands) await cliOk(d, args.map((a) => (a === '$D' ? d.name : a)), exit);
+      return d;
+    },
+  };
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: 'approved',
@@ -72,44 +88,24 @@ const SCENARIOS: Scenario[] = [
       return d;
     },
   },
-  {
-    name: 'rejected',
-    description: 'upgrade to v0.2.0 is rejected at the approval gate; nothing changed',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-rejected');
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0']);
-      await cliOk(d, ['reject', d.name, '--comment', 'not today']);
-      await cliOk(d, ['status', d.name, '--follow'], 3);
-      return d;
-    },
-  },
-  {
-    name: 'approval-timed-out',
-    description: 'no approval within the 2 s approval timeout; nothing changed',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-timeout', { approvalTimeout: '2s' });
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--follow'], 3);
-      return d;
-    },
-  },
-  {
-    name: 'smoke-fails-rollback',
-    description: 'v0.3.0 fails its smoke checks; the upgrade starts a child rollback that restores v0.1.0 (parent and child history)',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-smokefail');
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes', '--follow'], 1);
-      return d;
-    },
-  },
-  {
-    name: 'migration-fails-rollback',
-    description: 'v0.2.1 fails half-way through its migrations; the child rollback restores v0.1.0 (parent and child history)',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-halfmig');
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--follow'], 1);
-      return d;
-    },
-  },
+  cliScenario('rejected', 'upgrade to v0.2.0 is rejected at the approval gate; nothing changed', 'h-rejected', [
+    [['upgrade', '-d', '$D', '--to', 'v0.2.0']],
+    [['reject', '$D', '--comment', 'not today']],
+    [['status', '$D', '--follow'], 3],
+  ]),
+  cliScenario('approval-timed-out', 'no approval within the 2 s approval timeout; nothing changed', 'h-timeout', [[['upgrade', '-d', '$D', '--to', 'v0.2.0', '--follow'], 3]], { approvalTimeout: '2s' }),
+  cliScenario(
+    'smoke-fails-rollback',
+    'v0.3.0 fails its smoke checks; the upgrade starts a child rollback that restores v0.1.0 (parent and child history)',
+    'h-smokefail',
+    [[['upgrade', '-d', '$D', '--to', 'v0.3.0', '--yes', '--follow'], 1]],
+  ),
+  cliScenario(
+    'migration-fails-rollback',
+    'v0.2.1 fails half-way through its migrations; the child rollback restores v0.1.0 (parent and child history)',
+    'h-halfmig',
+    [[['upgrade', '-d', '$D', '--to', 'v0.2.1', '--yes', '--follow'], 1]],
+  ),
   {
     name: 'data-loss-accepted',
     description: 'v0.3.0 fails smoke after events were written past the backup; the rollback waits at the data-loss gate, a wrong count is refused, the right one accepted',
@@ -154,25 +150,16 @@ const SCENARIOS: Scenario[] = [
       return d;
     },
   },
-  {
-    name: 'projection-rebuild',
-    description: 'v0.2.2 (projection bug, no migration) fails smoke; the narrow path rebuilds projections on v0.1.0 without a restore (parent and rebuildProjections child); then `dg-upgrade rebuild-projections` of trace_summary on its own',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-projbug');
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.2', '--yes', '--follow'], 1);
-      await cliOk(d, ['rebuild-projections', '--deployment', d.name, '--projections', 'trace_summary', '--follow']);
-      return d;
-    },
-  },
-  {
-    name: 'release-model',
-    description: 'release-model install (mix release) upgraded v0.1.0 -> v0.2.0 without approval',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-relmodel', { model: 'release' });
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
-      return d;
-    },
-  },
+  cliScenario(
+    'projection-rebuild',
+    'v0.2.2 (projection bug, no migration) fails smoke; the narrow path rebuilds projections on v0.1.0 without a restore (parent and rebuildProjections child); then `dg-upgrade rebuild-projections` of trace_summary on its own',
+    'h-projbug',
+    [
+      [['upgrade', '-d', '$D', '--to', 'v0.2.2', '--yes', '--follow'], 1],
+      [['rebuild-projections', '--deployment', '$D', '--projections', 'trace_summary', '--follow']],
+    ],
+  ),
+  cliScenario('release-model', 'release-model install (mix release) upgraded v0.1.0 -> v0.2.0 without approval', 'h-relmodel', [[['upgrade', '-d', '$D', '--to', 'v0.2.0', '--yes', '--follow']]], { model: 'release' }),
   {
     name: 'cancel-before-cutover',
     description: 'upgrade cancelled by the operator during the (slowed) build; nothing changed',
@@ -190,16 +177,15 @@ const SCENARIOS: Scenario[] = [
       return d;
     },
   },
-  {
-    name: 'manual-rollback',
-    description: 'a good upgrade to v0.2.0, then `dg-upgrade rollback` (a standalone rollback run) back to v0.1.0',
-    async run({ e2e }, temporal) {
-      const d = await e2e.createRunningDeployment(temporal, 'h-manualrb');
-      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
-      await cliOk(d, ['rollback', '--deployment', d.name, '--follow']);
-      return d;
-    },
-  },
+  cliScenario(
+    'manual-rollback',
+    'a good upgrade to v0.2.0, then `dg-upgrade rollback` (a standalone rollback run) back to v0.1.0',
+    'h-manualrb',
+    [
+      [['upgrade', '-d', '$D', '--to', 'v0.2.0', '--yes', '--follow']],
+      [['rollback', '--deployment', '$D', '--follow']],
+    ],
+  ),
 ];
 
 export interface HistoryIndexEntry {
