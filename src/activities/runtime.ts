@@ -133,6 +133,11 @@ export async function probeRuntime(deployment: string): Promise<RuntimeProbe> {
   return { running, pid: running ? record!.pid : undefined, dir: running ? record!.dir : undefined, ...base };
 }
 
+/** Whether anything answers /api/healthz on the deployment's port (no status command run). */
+export async function runtimeAnswers(deployment: string): Promise<boolean> {
+  return (await healthz(deploymentOf(deployment))) !== undefined;
+}
+
 /** Short polls: every poll interval spent after the state changed is downtime. */
 const POLL_MS = 50;
 

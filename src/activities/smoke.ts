@@ -6,7 +6,7 @@ import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../domain
 import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
 import { withDatabase } from './postgres.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
-import { probeRuntime } from './runtime.js';
+import { probeRuntime, runtimeAnswers } from './runtime.js';
 
 class CheckFailed extends Error {}
 /** A failure whose cause is projection data (open failures, stale or wrong summaries). */
@@ -87,7 +87,7 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
   const gone = async (): Promise<boolean> => {
     if (d.profile.runtime.adapter === 'process') return !(await probeRuntime(deployment)).running;
     await sleep(1000);
-    return !(await probeRuntime(deployment)).answering;
+    return !(await runtimeAnswers(deployment));
   };
   const pollLive = <T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>) => poll(deadline, what, attempt, gone);
   const check = async (name: SmokeCheckResult['name'], fn: (deadline: number) => Promise<string>) => {
