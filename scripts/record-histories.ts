@@ -13,7 +13,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -129,7 +128,7 @@ const SCENARIOS: Scenario[] = [
       const d = await e2e.createE2eDeployment(temporal, 'h-rbretry');
       await d.bootstrap();
       await e2e.waitCaughtUp(d);
-      const failDir = mkdtempSync(path.join(os.tmpdir(), 'dgu-record-failpoints-'));
+      const failDir = mkdtempSync(path.join(d.dir, 'failpoints-')); // removed with the deployment's dir
       await d.startWorker({ DG_UPGRADE_FAILPOINTS: 'restore.beforeSwap:mark', DG_UPGRADE_FAILPOINT_DIR: failDir });
       await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes']);
       const marker = path.join(failDir, 'restore.beforeSwap');

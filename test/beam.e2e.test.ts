@@ -12,7 +12,7 @@ import {
   waitCaughtUp,
   type E2eDeployment,
 } from './support/e2e.js';
-import { startWarmTraffic, waitProjected } from './support/liveRun.js';
+import { followAcceptingDataLoss, startWarmTraffic, waitProjected } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 import { assertConfirmedWritesAccountedFor, describeTraffic, type Traffic } from './support/traffic.js';
 
@@ -110,10 +110,16 @@ async function assertUpgradedTo020(d: E2eDeployment, before: Awaited<ReturnType<
   assert.deepEqual(trace.body.data.summary.tags, ['workflow:refund_review'], 'v0.2.0 code reads its new table');
 }
 
-/** Back from v0.2.0 to v0.1.0 (`dg-upgrade rollback`), then v0.3.0, which fails its smoke checks and is rolled back to exactly the database before it. */
+/**
+ * Back from v0.2.0 to v0.1.0 (`dg-upgrade rollback`, accepting the discard of the writes v0.2.0
+ * took), then v0.3.0, which fails its smoke checks and is rolled back to exactly the database
+ * before it.
+ */
 async function rollBackThenFailV030(d: E2eDeployment): Promise<Awaited<ReturnType<typeof upgrade>>> {
-  const back = await d.cli(['rollback', '--deployment', d.name, '--follow']);
-  assert.equal(back.exitCode, 0, back.stdout + back.stderr);
+  const started = await d.cli(['rollback', '--deployment', d.name, '--json']);
+  assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+  const back = await followAcceptingDataLoss(d, { workflowId: JSON.parse(started.stdout).workflowId });
+  assert.equal(back.exitCode, 0, JSON.stringify(back.status).slice(0, 800));
   await waitCaughtUp(d);
   const before = await databaseFacts(d.databaseUrl);
   const r = await upgrade(d, 'v0.3.0');

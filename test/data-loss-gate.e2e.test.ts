@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { createE2eDeployment, waitCaughtUp, waitForStatus, type E2eDeployment } from './support/e2e.js';
+import { createE2eDeployment, listDatabases, waitCaughtUp, waitForStatus, type E2eDeployment } from './support/e2e.js';
 import { followAcceptingDataLoss, startWarmTraffic } from './support/liveRun.js';
 import { databaseUrlFor, dropDatabasesWithPrefix } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
@@ -112,4 +112,81 @@ test('the gate counts again at the swap and asks again when writes came after th
   // its rows up to the backup are the backup's rows.
   const liveRows = await eventLogRows(d.databaseUrl);
   assert.equal(liveRows.filter((r) => r.logSeq <= manifest.eventLog.maxLogSeq).length, manifest.eventLog.rowCount, 'restored rows = manifest rowCount');
+});
+
+test('a writer that never stops: the live database is held aside while the gate asks again, so the count holds; abandon gives it its name back; a new rollback settles', async (t) => {
+  // A Temporal of its own: the first test's worker serves the same task queue with another profile.
+  const ownTemporal = await startTestTemporal();
+  const h = await createE2eDeployment(ownTemporal, 'gatehold');
+  let writes: Traffic | undefined;
+  try {
+    await h.bootstrap();
+    await waitCaughtUp(h);
+    const holdFailDir = mkdtempSync(path.join(h.dir, 'failpoints-'));
+    const worker = await h.startWorker({ DG_UPGRADE_FAILPOINTS: 'restore.beforeSwap', DG_UPGRADE_FAILPOINT_DIR: holdFailDir });
+    // The cron writer (20/s, a batch a second) is never switched off in this test.
+    writes = await startWarmTraffic(h, { rate: 50, directRate: 20, directMode: 'cron' });
+    const live = h.db.name;
+
+    const started = await h.cli(['upgrade', '-d', h.name, '--to', 'v0.3.0', '--yes']);
+    assert.equal(started.exitCode, 0, started.stderr);
+    const upgrading = await waitForStatus(h, (s) => !!s.rollbackWorkflowId, 'v0.3.0 to fail its smoke checks and roll back', 180_000);
+    const rollbackId = upgrading.rollbackWorkflowId as string;
+    const gate = await waitForStatus(h, (s) => s.phase === 'awaiting-data-loss-approval', 'the data-loss gate', 120_000, ['--workflow-id', rollbackId]);
+    const first = gate.dataLoss.eventsAfterBackup as number;
+    assert.equal((await h.cli(['accept-data-loss', h.name, '--events', String(first), '--by', 'first-look'])).exitCode, 0);
+
+    // The worker dies at the swap while the writer goes on: the count at the swap is higher.
+    const marker = path.join(holdFailDir, 'restore.beforeSwap');
+    const deadline = Date.now() + 120_000;
+    while (!existsSync(marker)) {
+      assert.ok(Date.now() < deadline, 'the restore reached the swap');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await worker.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 2500)); // two or three cron batches land in the live database
+    await h.startWorker();
+    const again = await waitForStatus(h, (s) => s.phase === 'awaiting-data-loss-approval' && s.dataLoss?.asked === 2, 'the gate to ask again', 120_000, ['--workflow-id', rollbackId]);
+    const second = again.dataLoss.eventsAfterBackup as number;
+    assert.ok(second > first, `the writer's batches raised the count: ${first} -> ${second}`);
+    assert.match(again.summary, /held aside under its new name until you decide/);
+
+    // Held: the live name is gone, so the writer is refused and the count cannot move.
+    assert.ok(!(await listDatabases(live)).includes(live), 'the live database name is free while the gate asks');
+    const heldAt = Date.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const still = await waitForStatus(h, () => true, 'the status', 30_000, ['--workflow-id', rollbackId]);
+    assert.equal(still.dataLoss.eventsAfterBackup, second, 'the count holds while the operator decides');
+    const refused = writes.snapshot().failed.filter((f) => f.via === 'direct' && f.sentAt > heldAt);
+    assert.ok(refused.length > 0 && refused.every((f) => /does not exist/.test(f.reason)), `the writer is refused while the database is held: ${JSON.stringify(refused.slice(0, 2))}`);
+
+    // Abandon: the live database gets its name back, with every row it had (nothing discarded).
+    const abandoned = await h.cli(['abandon', h.name, '--by', 'e2e', '--comment', 'not now']);
+    assert.equal(abandoned.exitCode, 0, abandoned.stdout + abandoned.stderr);
+    const ended = await h.cli(['status', '--workflow-id', rollbackId, '--follow', '--json']);
+    assert.equal(ended.exitCode, 8, `an abandoned rollback needs an operator: ${ended.stdout}`);
+    assert.match(ended.stdout + ended.stderr, new RegExp(`the live database ${live} has its name back`));
+    assert.ok((await listDatabases(live)).includes(live), 'the live database is back under its name');
+    const manifest = JSON.parse(readFileSync(String(upgrading.backup.file).replace(/\.dump$/, '.manifest.json'), 'utf8'));
+    const rowsBack = (await eventLogRows(h.databaseUrl)).length;
+    assert.ok(rowsBack >= manifest.eventLog.rowCount + second, `the returned database holds the backup's rows and the ${second} after it (${rowsBack} rows)`);
+
+    // A new rollback, the writer still going: the gate settles (asked at most twice), and what was accepted is what was discarded.
+    const rb = await h.cli(['rollback', '--deployment', h.name, '--json']);
+    assert.equal(rb.exitCode, 0, rb.stdout + rb.stderr);
+    const run = await followAcceptingDataLoss(h, { workflowId: JSON.parse(rb.stdout).workflowId, timeoutMs: 180_000 });
+    assert.equal(run.status.outcome, 'rolled-back', JSON.stringify(run.status).slice(0, 800));
+    assert.ok(run.asked.length >= 1 && run.asked.length <= 2, `the gate settled: asked ${JSON.stringify(run.asked)}`);
+    assert.equal(run.status.dataLoss.discarded, run.asked.at(-1), 'discarded exactly what was accepted last');
+    const traffic = await writes.stop();
+    writes = undefined;
+    const aside = run.status.rollback?.asideDatabase ?? run.status.asideDatabase;
+    const accounting = await assertConfirmedWritesAccountedFor(traffic, h.databaseUrl, { [aside]: databaseUrlFor(aside) });
+    t.diagnostic(`gate asked ${first} then ${second} (held), abandoned; new rollback asked ${JSON.stringify(run.asked)}; writes ${JSON.stringify(accounting)}`);
+  } finally {
+    await writes?.stop().catch(() => {});
+    await h.dispose();
+    if (!process.env.DGU_KEEP_TEST_DIRS) await dropDatabasesWithPrefix(h.db.name);
+    await ownTemporal.dispose();
+  }
 });

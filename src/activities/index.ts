@@ -7,7 +7,7 @@ export { frozenCopyPrerequisites, checkpointBeforeStop, freezeDatabase, dumpFroz
 export { buildRelease, migrateDatabase } from './toolchain.js';
 export { startRuntime, stopRuntime, probeRuntime } from './runtime.js';
 export { runSmokeChecks } from './smoke.js';
-export { selectBackup, eventsAfterBackup, restoreBackup, verifyRestored } from './restore.js';
+export { selectBackup, eventsAfterBackup, restoreBackup, returnAsideDatabase, verifyRestored } from './restore.js';
 export { preparePreviousRelease } from './previousRelease.js';
 export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';
 export { releaseValidate } from './releaseValidate.js';

@@ -136,6 +136,12 @@ export interface RestoreRequest {
    * Absent (runs started before this check existed): no recount.
    */
   acceptedEvents?: number;
+  /**
+   * When the count grew: keep the live database renamed aside while the operator is asked again,
+   * so that no client can write to it and the next count is final (undone by
+   * returnAsideDatabase on abandon). Absent (runs started before this existed): renamed back.
+   */
+  holdAsideOnGrowth?: boolean;
 }
 
 export function dataLossGrew(accepted: number, found: DiscardCount): ApplicationFailure {
@@ -144,6 +150,42 @@ export function dataLossGrew(accepted: number, found: DiscardCount): Application
     type: FAILURE_TYPES.dataLossGrew,
     nonRetryable: true,
     details: [found],
+  });
+}
+
+/**
+ * The count grew past what was accepted: either rename the live database back (older runs), or
+ * hold it aside, marked, so that the count asked next cannot change while the operator decides.
+ */
+async function onDiscardGrew(admin: pg.Client, live: string, aside: string, req: Pick<RestoreRequest, 'acceptedEvents' | 'holdAsideOnGrowth' | 'backupId'>, found: DiscardCount): Promise<never> {
+  await terminateConnections(admin, aside);
+  if (req.holdAsideOnGrowth) {
+    await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS '${heldAsideComment(live, found.count).replace(/'/g, "''")}'`);
+  } else {
+    await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
+  }
+  throw dataLossGrew(req.acceptedEvents!, found);
+}
+
+function heldAsideComment(live: string, count: number): string {
+  return `dg-upgrade: live database ${live} held aside by a rollback while the operator approves discarding ${count} events; abandoning the rollback renames it back (by hand: ALTER DATABASE <this> RENAME TO ${live})`;
+}
+
+/**
+ * Undoes a hold: the live database held aside while the operator was asked again takes its name
+ * back (the rollback was abandoned). Idempotent: nothing to do when the live name exists.
+ */
+export async function returnAsideDatabase(deployment: string, key: string, stamp: string): Promise<{ returned: boolean; database: string }> {
+  const d = deploymentOf(deployment);
+  const url = databaseUrl(d);
+  const live = liveDatabaseName(url);
+  const { aside } = sideDatabaseNames(live, key, stamp);
+  return withDatabase(urlFor(url, 'postgres'), async (admin) => {
+    if ((await databaseExists(admin, live)) || !(await databaseExists(admin, aside))) return { returned: false, database: live };
+    await terminateConnections(admin, aside);
+    await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
+    await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS NULL`);
+    return { returned: true, database: live };
   });
 }
 
@@ -158,7 +200,7 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
   const result = { database: live, asideDatabase: aside, backupId: manifest.id };
 
   if (manifest.frozenDatabase && manifest.frozenOid !== undefined) {
-    const swapped = await swapFrozenCopy(d, manifest, aside, req.acceptedEvents);
+    const swapped = await swapFrozenCopy(d, manifest, aside, req);
     if (swapped) return { ...result, ...swapped };
   }
   const state = await withDatabase(adminUrl, async (admin) => ({
@@ -209,11 +251,7 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
   if (!state.aside) await failpoint('restore.betweenRenames');
   const discarded = await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest));
   await withDatabase(adminUrl, async (admin) => {
-    if (req.acceptedEvents !== undefined && discarded.count > req.acceptedEvents) {
-      await terminateConnections(admin, aside);
-      await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
-      throw dataLossGrew(req.acceptedEvents, discarded);
-    }
+    if (req.acceptedEvents !== undefined && discarded.count > req.acceptedEvents) await onDiscardGrew(admin, live, aside, req, discarded);
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds ${discarded.count} events written after the backup'`);
     await terminateConnections(admin, restored);
     await admin.query(`ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(live)}`);
@@ -237,8 +275,9 @@ async function swapFrozenCopy(
   d: ResolvedDeployment,
   manifest: BackupManifest,
   aside: string,
-  acceptedEvents: number | undefined,
+  req: RestoreRequest,
 ): Promise<Pick<RestoreResult, 'discarded' | 'otherSessions'> | undefined> {
+  const { acceptedEvents } = req;
   const url = databaseUrl(d);
   const live = liveDatabaseName(url);
   const frozen = manifest.frozenDatabase!;
@@ -269,11 +308,7 @@ async function swapFrozenCopy(
   }
   const discarded = await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest));
   await withDatabase(adminUrl, async (admin) => {
-    if (acceptedEvents !== undefined && discarded.count > acceptedEvents) {
-      await terminateConnections(admin, aside);
-      await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
-      throw dataLossGrew(acceptedEvents, discarded);
-    }
+    if (acceptedEvents !== undefined && discarded.count > acceptedEvents) await onDiscardGrew(admin, live, aside, req, discarded);
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds ${discarded.count} events written after the backup'`);
     await terminateConnections(admin, frozen);
     if (keepCopy) {

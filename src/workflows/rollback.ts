@@ -25,6 +25,8 @@ import {
 
 /** Patch: the swap recounts the discard where it stays and asks again when it grew; abandon at the gate ends the run. */
 export const RECOUNT_AT_SWAP = 'rollback-recount-discard-at-swap';
+/** Patch: while the gate asks again, the live database stays renamed aside (nothing can write to it, the count holds); abandon renames it back. */
+export const HOLD_ASIDE_WHILE_ASKING = 'rollback-hold-aside-while-asking';
 
 /**
  * The guide's restore-based rollback: stop the upgraded runtime, restore the pre-upgrade backup
@@ -148,10 +150,11 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
         report.asideDatabase = restored.asideDatabase;
         return undefined;
       }
+      const holdAside = patched(HOLD_ASIDE_WHILE_ASKING);
       for (;;) {
         const acceptedEvents = status.dataLoss?.acceptedEvents ?? 0;
         try {
-          const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp, acceptedEvents });
+          const restored = await long.restoreBackup({ deployment, backupId: manifest.id, key: runKey(), stamp, acceptedEvents, ...(holdAside ? { holdAsideOnGrowth: true } : {}) });
           report.asideDatabase = restored.asideDatabase;
           if (restored.otherSessions?.seen.length) report.otherSessions = restored.otherSessions;
           if (status.dataLoss && restored.discarded) status.dataLoss.discarded = restored.discarded.count;
@@ -163,19 +166,28 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
         } catch (err) {
           if (failureTypeOf(err) !== FAILURE_TYPES.dataLossGrew) throw err;
           // Writes reached the live database after the approval (a client other than the app):
-          // the swap undid itself; the operator approves the new count or abandons.
+          // the swap stopped short (holding the live database aside, or renamed back by older
+          // runs); the operator approves the new count or abandons.
           const found = (err as { cause?: { details?: unknown[] } }).cause?.details?.[0] as { count: number; maxLogSeq: number; backupMaxLogSeq: number };
           accepted = undefined;
           status.dataLoss = { ...status.dataLoss, eventsAfterBackup: found.count, backupMaxLogSeq: found.backupMaxLogSeq, liveMaxLogSeq: found.maxLogSeq, acceptedBy: undefined, asked: (status.dataLoss?.asked ?? 1) + 1 };
           report.dataLoss = status.dataLoss;
           setPhase(
             'awaiting-data-loss-approval',
-            `writes went on after the approval: a restore would now discard ${found.count} events (${acceptedEvents} were accepted); they stay in the database set aside`,
-            `signal "acceptDataLoss" with {"by": "<you>", "events": ${found.count}}, or "abandon"`,
+            `writes went on after the approval: a restore would now discard ${found.count} events (${acceptedEvents} were accepted); they stay in the database set aside${
+              holdAside ? ', which is held aside under its new name until you decide, so that nothing can write to it and this count holds (clients connecting by the live name are refused)' : ''
+            }`,
+            `signal "acceptDataLoss" with {"by": "<you>", "events": ${found.count}}, or "abandon"${holdAside ? ' (renames the live database back)' : ''}`,
           );
           await condition(() => accepted !== undefined || operatorAction?.kind === 'abandon');
           const acceptance = acceptedNow();
-          if (!acceptance) throw abandoned();
+          if (!acceptance) {
+            if (holdAside) {
+              const back = await quick.returnAsideDatabase(deployment, runKey(), stamp);
+              if (back.returned) status.summary = `${status.summary}; the live database ${back.database} has its name back`;
+            }
+            throw abandoned();
+          }
           status.dataLoss.acceptedBy = acceptance.by;
           status.dataLoss.acceptedEvents = acceptance.events;
           setPhase('rolling-back', `discarding ${found.count} events accepted by ${acceptance.by}; restoring backup ${manifest.id}`);
