@@ -131,9 +131,11 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
     if (c.killAfterMs) await sleep(c.killAfterMs);
     await first.kill('SIGKILL');
     const killedAt = Date.now();
+    // The new worker first: a status query the follower sent just before the kill waits for a
+    // worker (about 30 s on the dead one's sticky queue), which would count as recovery time.
+    await d.startWorker();
     const gateError = await gate;
     if (gateError instanceof Error) throw gateError;
-    await d.startWorker();
     let recoveryMs = -1;
     let resumeMs = -1;
     // The resume watcher reads the server's start time of the interrupted step's next attempt.
