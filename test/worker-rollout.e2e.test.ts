@@ -61,6 +61,11 @@ async function startWorkerA(d: E2eDeployment, env: Record<string, string> = {}):
 /** Stops worker A (as an operator's restart does: SIGTERM) and starts one on the current code; returns its build. */
 async function swapToB(d: E2eDeployment, workerA: WorkerProcess): Promise<string> {
   await workerA.kill('SIGTERM');
+  // Between the two workers the run waits, and status says why it cannot answer.
+  const meanwhile = await d.cli(['status', d.name]);
+  assert.equal(meanwhile.exitCode, 5, meanwhile.stdout + meanwhile.stderr);
+  assert.match(meanwhile.stderr, /cannot read the status of .*: no worker answered within 10 s/);
+  assert.match(meanwhile.stderr, /is its worker up \(dg-upgrade worker\)\?/);
   const workerB = await d.startWorker();
   const buildB = await reportedBuild(workerB);
   assert.ok(buildB, 'the new worker reports its build');

@@ -164,6 +164,8 @@ export async function describeOrFail(handle: WorkflowHandle) {
   }
 }
 
+const STATUS_QUERY_MS = 10_000;
+
 /**
  * The status query; for a finished run whose query cannot be served, the result or failure details.
  * A running workflow stuck on a failing workflow task is reported as such (no query can reach it).
@@ -174,12 +176,17 @@ export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus>
   const trouble = await workflowTaskTrouble(handle, desc, { now: true });
   if (trouble) throw stuckRunError(handle.workflowId, desc.searchAttributes?.DgDeployment?.[0] as string | undefined ?? deploymentOfLockId(handle.workflowId), trouble);
   try {
-    return await handle.query<UpgradeStatus>('status');
+    // A worker answers a query in well under a second; without one it would wait about 30 s.
+    return await handle.client.connection.withDeadline(Date.now() + STATUS_QUERY_MS, () => handle.query<UpgradeStatus>('status'));
   } catch (err) {
     if (desc.status.name === 'RUNNING') {
       const now = await workflowTaskTrouble(handle, desc, { now: true });
       if (now) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), now);
-      throw new CliError(`cannot read the status of ${handle.workflowId} yet: ${(err as Error).message}`, EXIT.unavailable, 'its first workflow task has not run yet; is its worker up? try again in a few seconds');
+      throw new CliError(
+        `cannot read the status of ${handle.workflowId}: no worker answered within ${STATUS_QUERY_MS / 1000} s (${(err as Error).message.split('\n')[0]})`,
+        EXIT.unavailable,
+        'is its worker up (dg-upgrade worker)? The run itself waits and loses nothing; ask again once the worker runs',
+      );
     }
     const final = await finalResult(handle);
     return {
