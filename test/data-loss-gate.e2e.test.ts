@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -7,6 +7,7 @@ import pg from 'pg';
 import { createE2eDeployment, listDatabases, waitCaughtUp, waitForStatus, type E2eDeployment } from './support/e2e.js';
 import { followAcceptingDataLoss, startWarmTraffic } from './support/liveRun.js';
 import { databaseUrlFor, dropDatabasesWithPrefix } from './support/postgres.js';
+import { waitForFile } from './support/crash.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 import { assertConfirmedWritesAccountedFor, assertGateCountMatchesDiscarded, eventLogRows, type Traffic } from './support/traffic.js';
 
@@ -73,12 +74,7 @@ test('the gate counts again at the swap and asks again when writes came after th
   assert.equal(accepted.exitCode, 0, accepted.stderr);
 
   // The worker dies at the swap; meanwhile another client writes 3 events to the live database.
-  const marker = path.join(failDir, 'restore.beforeSwap');
-  const deadline = Date.now() + 120_000;
-  while (!existsSync(marker)) {
-    assert.ok(Date.now() < deadline, 'the restore reached the swap');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForFile(path.join(failDir, 'restore.beforeSwap'), 120_000);
   await worker.kill('SIGKILL');
   await insertDirect(d.databaseUrl, 3);
   await d.startWorker();
@@ -137,12 +133,7 @@ test('a writer that never stops: the live database is held aside while the gate 
     assert.equal((await h.cli(['accept-data-loss', h.name, '--events', String(first), '--by', 'first-look'])).exitCode, 0);
 
     // The worker dies at the swap while the writer goes on: the count at the swap is higher.
-    const marker = path.join(holdFailDir, 'restore.beforeSwap');
-    const deadline = Date.now() + 120_000;
-    while (!existsSync(marker)) {
-      assert.ok(Date.now() < deadline, 'the restore reached the swap');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForFile(path.join(holdFailDir, 'restore.beforeSwap'), 120_000);
     await worker.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 2500)); // two or three cron batches land in the live database
     await h.startWorker();

@@ -42,7 +42,8 @@ export interface CrashOutcome {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitForFile(file: string, timeoutMs: number): Promise<void> {
+/** Waits for a failpoint's marker file. */
+export async function waitForFile(file: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(file)) {
     if (Date.now() > deadline) throw new Error(`failpoint ${path.basename(file)} not reached in ${timeoutMs} ms`);
