@@ -10,6 +10,9 @@ import { filesUnder, findSecrets } from './support/secrets.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // One deployment and one worker serve every case; each case must leave it exactly as it was.
+// Without writes: "nothing changed" is checked as equal row counts and event-log checksum with
+// the state before the cases, which a stream of writes would move; refusals under writes are
+// covered by upgrade.e2e and the soak.
 let temporal: TestTemporal;
 let d: E2eDeployment;
 let connection: Connection;

@@ -6,6 +6,8 @@ import { after, before, test } from 'node:test';
 import { CLI, createRunningDeployment, databaseFacts, editProfile, getJson, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
+// Without writes: the CLI's output, exit codes and follow timing are what is tested here, and the
+// bad-input case compares row counts with the state before it, which writes would move.
 let temporal: TestTemporal;
 let d: E2eDeployment;
 before(async () => {

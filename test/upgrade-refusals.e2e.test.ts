@@ -7,6 +7,7 @@ import { assertNoSecrets, createE2eDeployment, databaseFacts, editProfile, getJs
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // Every case here must end with the old version serving and the database as it was.
+// Without writes: "as it was" compares row counts and the event log exactly, which writes would move.
 let temporal: TestTemporal;
 let d: E2eDeployment;
 let baseline: Awaited<ReturnType<typeof databaseFacts>>;
