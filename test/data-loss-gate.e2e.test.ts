@@ -150,6 +150,10 @@ test('a writer that never stops: the live database is held aside while the gate 
     assert.equal(still.dataLoss.eventsAfterBackup, second, 'the count holds while the operator decides');
     const refused = writes.snapshot().failed.filter((f) => f.via === 'direct' && f.sentAt > heldAt);
     assert.ok(refused.length > 0 && refused.every((f) => /does not exist/.test(f.reason)), `the writer is refused while the database is held: ${JSON.stringify(refused.slice(0, 2))}`);
+    // Anything of dg-upgrade's own that needs the live database meanwhile says where it is.
+    const plan = await h.cli(['plan', '-d', h.name, '--to', 'v0.2.0']);
+    assert.notEqual(plan.exitCode, 0, plan.stdout);
+    assert.match(plan.stderr, new RegExp(`the database ${live} does not exist: a rollback holds it aside as ${live}_upgraded_\\w+ while its data-loss gate asks again`));
 
     // Abandon: the live database gets its name back, with every row it had (nothing discarded).
     const abandoned = await h.cli(['abandon', h.name, '--by', 'e2e', '--comment', 'not now']);

@@ -19,14 +19,38 @@ export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Pr
   try {
     await client.connect();
   } catch (err) {
+    const held = (err as { code?: string }).code === '3D000' ? await heldAsideAs(url) : undefined;
     throw ApplicationFailure.create({
-      message: `cannot connect to the database ${redactDatabaseUrl(url)}: ${(err as Error).message}; check database.url in the profile and that PostgreSQL is up`,
+      message: held
+        ? `the database ${held.live} does not exist: a rollback holds it aside as ${held.aside} while its data-loss gate asks again; answer that rollback (dg-upgrade status <deployment>), or if that run is gone, rename it back: ALTER DATABASE "${held.aside}" RENAME TO "${held.live}"`
+        : `cannot connect to the database ${redactDatabaseUrl(url)}: ${(err as Error).message}; check database.url in the profile and that PostgreSQL is up`,
       type: FAILURE_TYPES.databaseUnreachable,
       nonRetryable: true,
     });
   }
   try {
     return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** The database a rollback holds aside under another name (its comment says so), when `url`'s database is missing. */
+async function heldAsideAs(url: string): Promise<{ live: string; aside: string } | undefined> {
+  const u = new URL(url);
+  const live = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  u.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 5000, application_name: 'dg-upgrade' });
+  try {
+    await client.connect();
+    const { rows } = await client.query(
+      `SELECT d.datname FROM pg_database d JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass
+        WHERE s.description LIKE $1 ORDER BY d.oid DESC LIMIT 1`,
+      [`dg-upgrade: live database ${live.replace(/[\\%_]/g, '\\$&')} held aside by a rollback%`],
+    );
+    return rows[0] ? { live, aside: rows[0].datname as string } : undefined;
+  } catch {
+    return undefined;
   } finally {
     await client.end().catch(() => {});
   }
