@@ -157,7 +157,7 @@ export function dataLossGrew(accepted: number, found: DiscardCount): Application
  * The count grew past what was accepted: either rename the live database back (older runs), or
  * hold it aside, marked, so that the count asked next cannot change while the operator decides.
  */
-async function onDiscardGrew(admin: pg.Client, live: string, aside: string, req: Pick<RestoreRequest, 'acceptedEvents' | 'holdAsideOnGrowth' | 'backupId'>, found: DiscardCount): Promise<never> {
+async function onDiscardGrew(admin: pg.Client, live: string, aside: string, req: Pick<RestoreRequest, 'acceptedEvents' | 'holdAsideOnGrowth'>, found: DiscardCount): Promise<never> {
   await terminateConnections(admin, aside);
   if (req.holdAsideOnGrowth) {
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS '${heldAsideComment(live, found.count).replace(/'/g, "''")}'`);
