@@ -12,13 +12,16 @@ import {
   ensurePrivateDir,
   eventLogMark,
   isNoSpace,
+  liveDatabaseName,
   manifestPathOf,
   migrationVersions,
   noSpaceForBackup,
+  quoteIdent,
   readManifest,
   sha256File,
   tableRowCounts,
   tocEntries,
+  urlFor,
   withDatabase,
   writePrivateFile,
   type BackupRequest,
@@ -37,20 +40,6 @@ export type FrozenRecord = Pick<
   BackupManifest,
   'id' | 'deployment' | 'kind' | 'createdAt' | 'file' | 'database' | 'gitSha' | 'gitTag' | 'environment' | 'workflowId' | 'otherSessions'
 > & { frozenDatabase: string; frozenOid: number };
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export function urlFor(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${encodeURIComponent(database)}`;
-  return u.toString();
-}
-
-export function liveDatabaseName(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
-}
 
 /** `<live>_frozen_<run key>`, within PostgreSQL's 63 bytes (the live name's start is kept). */
 export function frozenDatabaseName(live: string, key: string): string {

@@ -35,24 +35,45 @@ export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Pr
   }
 }
 
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Same server and credentials, another database: the maintenance db for CREATE/RENAME, or a sibling. */
+export function urlFor(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+export function liveDatabaseName(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+}
+
+/** How a rollback marks the live database it holds aside while its data-loss gate asks again. */
+export function heldAsideComment(live: string, count: number): string {
+  return `${heldAsidePrefix(live)} while the operator approves discarding ${count} events; abandoning the rollback renames it back (by hand: ALTER DATABASE <this> RENAME TO ${live})`;
+}
+
+function heldAsidePrefix(live: string): string {
+  return `dg-upgrade: live database ${live} held aside by a rollback`;
+}
+
 /** The database a rollback holds aside under another name (its comment says so), when `url`'s database is missing. */
 async function heldAsideAs(url: string): Promise<{ live: string; aside: string } | undefined> {
-  const u = new URL(url);
-  const live = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  u.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 5000, application_name: 'dg-upgrade' });
+  const live = liveDatabaseName(url);
+  if (live === 'postgres') return undefined; // the maintenance database itself is missing: nothing to look in
   try {
-    await client.connect();
-    const { rows } = await client.query(
-      `SELECT d.datname FROM pg_database d JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass
-        WHERE s.description LIKE $1 ORDER BY d.oid DESC LIMIT 1`,
-      [`dg-upgrade: live database ${live.replace(/[\\%_]/g, '\\$&')} held aside by a rollback%`],
-    );
-    return rows[0] ? { live, aside: rows[0].datname as string } : undefined;
+    return await withDatabase(urlFor(url, 'postgres'), async (admin) => {
+      const { rows } = await admin.query(
+        `SELECT d.datname FROM pg_database d JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass
+          WHERE s.description LIKE $1 ORDER BY d.oid DESC LIMIT 1`,
+        [`${heldAsidePrefix(live).replace(/[\\%_]/g, '\\$&')}%`],
+      );
+      return rows[0] ? { live, aside: rows[0].datname as string } : undefined;
+    });
   } catch {
     return undefined;
-  } finally {
-    await client.end().catch(() => {});
   }
 }
 

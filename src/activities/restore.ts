@@ -10,25 +10,22 @@ import { failpoint } from './failpoints.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
 import { settleOtherSessions } from './sessions.js';
-import { eventLogMark, listManifests, migrationVersions, pgToolConnection, readManifest, tableRowCounts, withDatabase } from './postgres.js';
+import {
+  eventLogMark,
+  heldAsideComment,
+  listManifests,
+  liveDatabaseName,
+  migrationVersions,
+  pgToolConnection,
+  quoteIdent,
+  readManifest,
+  tableRowCounts,
+  urlFor,
+  withDatabase,
+} from './postgres.js';
 import { frozenManifest, listFrozenRecords } from './frozenCopy.js';
 
 const RESTORE_DONE = 'dg-upgrade: restore complete';
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-/** Same server and credentials, another database: the maintenance db for CREATE/RENAME, or a sibling. */
-function urlFor(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${encodeURIComponent(database)}`;
-  return u.toString();
-}
-
-function liveDatabaseName(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
-}
 
 /** PostgreSQL names stop at 63 bytes: keep the live name's start, then what/when/which run. */
 export function sideDatabaseNames(live: string, key: string, stamp: string): { restored: string; aside: string } {
@@ -165,10 +162,6 @@ async function onDiscardGrew(admin: pg.Client, live: string, aside: string, req:
     await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
   }
   throw dataLossGrew(req.acceptedEvents!, found);
-}
-
-function heldAsideComment(live: string, count: number): string {
-  return `dg-upgrade: live database ${live} held aside by a rollback while the operator approves discarding ${count} events; abandoning the rollback renames it back (by hand: ALTER DATABASE <this> RENAME TO ${live})`;
 }
 
 /**

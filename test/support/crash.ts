@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -15,7 +16,7 @@ import type { TestTemporal } from './temporal.js';
 import { assertRestoredToBackup, followAcceptingDataLoss, startWarmTraffic } from './liveRun.js';
 import { databaseUrlFor } from './postgres.js';
 import { assertConfirmedWritesAccountedFor, assertGateCountMatchesDiscarded, type Traffic } from './traffic.js';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 
 export interface CrashCase {
   /** Where the worker dies, in words. */
@@ -56,18 +57,17 @@ async function statusOf(d: E2eDeployment): Promise<any> {
   return r.exitCode === 0 ? JSON.parse(r.stdout) : undefined;
 }
 
-/** Activities pending in the deployment's upgrade and its rollback child, with their attempt and last start. */
-async function pendingActivityAttempts(temporal: TestTemporal, deployment: string): Promise<Array<{ id: string; attempt: number; startedAt: number }>> {
+type PendingActivity = NonNullable<Awaited<ReturnType<WorkflowHandle['describe']>>['raw']['pendingActivities']>[number];
+
+/** The pending activities of the deployment's running upgrade and rollback child, with their workflow ID. */
+async function pendingActivities(temporal: TestTemporal, deployment: string): Promise<Array<{ workflowId: string; activity: PendingActivity }>> {
   const connection = await Connection.connect({ address: temporal.address });
   try {
     const client = new Client({ connection });
-    const out: Array<{ id: string; attempt: number; startedAt: number }> = [];
+    const out: Array<{ workflowId: string; activity: PendingActivity }> = [];
     for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH "dg-upgrade-${deployment}" AND ExecutionStatus = "Running"` })) {
       const desc = await client.workflow.getHandle(wf.workflowId, wf.runId).describe();
-      for (const a of desc.raw.pendingActivities ?? []) {
-        const started = a.lastStartedTime ? Number(a.lastStartedTime.seconds ?? 0) * 1000 + Math.floor((a.lastStartedTime.nanos ?? 0) / 1e6) : 0;
-        out.push({ id: `${wf.workflowId}/${a.activityId}`, attempt: a.attempt ?? 0, startedAt: started });
-      }
+      for (const activity of desc.raw.pendingActivities ?? []) out.push({ workflowId: wf.workflowId, activity });
     }
     return out;
   } finally {
@@ -75,22 +75,21 @@ async function pendingActivityAttempts(temporal: TestTemporal, deployment: strin
   }
 }
 
+/** Activities pending in the deployment's upgrade and its rollback child, with their attempt and last start. */
+async function pendingActivityAttempts(temporal: TestTemporal, deployment: string): Promise<Array<{ id: string; attempt: number; startedAt: number }>> {
+  return (await pendingActivities(temporal, deployment)).map(({ workflowId, activity: a }) => ({
+    id: `${workflowId}/${a.activityId}`,
+    attempt: a.attempt ?? 0,
+    startedAt: a.lastStartedTime ? Number(a.lastStartedTime.seconds ?? 0) * 1000 + Math.floor((a.lastStartedTime.nanos ?? 0) / 1e6) : 0,
+  }));
+}
+
 /** What a run that stopped moving is doing: its phase, pending activities (attempt, state, last failure) and the database's sessions. */
 async function stuckState(temporal: TestTemporal, d: E2eDeployment, status: any): Promise<string> {
   const parts = [`phase ${status?.phase}: ${status?.summary ?? ''}`];
-  const connection = await Connection.connect({ address: temporal.address });
-  try {
-    const client = new Client({ connection });
-    for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH "dg-upgrade-${d.name}" AND ExecutionStatus = "Running"` })) {
-      const desc = await client.workflow.getHandle(wf.workflowId, wf.runId).describe();
-      for (const a of desc.raw.pendingActivities ?? []) {
-        parts.push(`${wf.workflowId} ${a.activityType?.name} attempt ${a.attempt} state ${a.state} last failure: ${a.lastFailure?.message ?? 'none'}`);
-      }
-    }
-  } finally {
-    await connection.close();
+  for (const { workflowId, activity: a } of await pendingActivities(temporal, d.name)) {
+    parts.push(`${workflowId} ${a.activityType?.name} attempt ${a.attempt} state ${a.state} last failure: ${a.lastFailure?.message ?? 'none'}`);
   }
-  const { execFileSync } = await import('node:child_process');
   try {
     parts.push(execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-Atc', `SELECT datname, application_name, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE datname LIKE '${d.db.name}%' OR query ILIKE '%${d.db.name}%'`], { encoding: 'utf8' }));
   } catch (err) {
