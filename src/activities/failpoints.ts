@@ -5,7 +5,8 @@ import path from 'node:path';
  * Test-only crash points. With DG_UPGRADE_FAILPOINTS="backup.afterDump,startRuntime.afterSpawn#2"
  * the worker writes a marker file named after the point into DG_UPGRADE_FAILPOINT_DIR when it
  * reaches the point (the n-th time, with #n) and then hangs there, so that a test can SIGKILL
- * it at exactly that place. A ":mark" suffix only writes the marker and goes on. Unset in
+ * it at exactly that place. A ":mark" suffix only writes the marker and goes on; ":delay=<ms>"
+ * makes every hit of the point that much slower (a slow step, not a crash). Unset in
  * production: then this is a no-op.
  */
 const hits = new Map<string, number>();
@@ -14,6 +15,11 @@ export async function failpoint(name: string): Promise<void> {
   const spec = process.env.DG_UPGRADE_FAILPOINTS;
   if (!spec) return;
   for (const raw of spec.split(',')) {
+    const slow = /^([\w.]+):delay=(\d+)$/.exec(raw.trim());
+    if (slow && slow[1] === name) {
+      await new Promise((resolve) => setTimeout(resolve, Number(slow[2])));
+      continue;
+    }
     const m = /^([\w.]+)(?:#(\d+))?(:mark)?$/.exec(raw.trim());
     if (!m || m[1] !== name) continue;
     const count = (hits.get(name) ?? 0) + 1;

@@ -8,6 +8,7 @@ import { databaseUrl, deploymentOf } from './deployment.js';
 import { failpoint } from './failpoints.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import {
+  databaseBytes,
   dumpWithFigures,
   ensurePrivateDir,
   eventLogMark,
@@ -251,6 +252,7 @@ export async function frozenManifest(d: ResolvedDeployment, record: FrozenRecord
   if (!(await frozenExists(d, record))) throw gone(record);
   const figures = await keepAlive('counting the frozen copy', () =>
     withDatabase(urlFor(databaseUrl(d), record.frozenDatabase), async (client) => ({
+      databaseBytes: await databaseBytes(client),
       migrationVersions: await migrationVersions(client),
       rowCounts: await tableRowCounts(client),
       eventLog: await eventLogMark(client),
@@ -321,6 +323,7 @@ async function dumpFrozen(req: { deployment: string; id: string }): Promise<Back
     ...record,
     sizeBytes,
     sha256,
+    databaseBytes: facts.databaseBytes,
     migrationVersions: facts.migrationVersions,
     rowCounts: facts.rowCounts,
     eventLog: facts.eventLog,

@@ -1,9 +1,23 @@
 import { Context } from '@temporalio/activity';
 
+/** The last details each running activity sent, so that keepAlive's ticks repeat progress instead of replacing it. */
+const lastDetails = new WeakMap<Context, unknown>();
+
 /** Heartbeats when called inside an activity; a no-op when the same code runs outside one (setup scripts, tests). */
 export function heartbeat(details?: unknown): void {
   try {
-    Context.current().heartbeat(details);
+    const ctx = Context.current();
+    lastDetails.set(ctx, details);
+    ctx.heartbeat(details);
+  } catch {
+    /* not in an activity */
+  }
+}
+
+function repeatLastHeartbeat(fallback: unknown): void {
+  try {
+    const ctx = Context.current();
+    ctx.heartbeat(lastDetails.has(ctx) ? lastDetails.get(ctx) : fallback);
   } catch {
     /* not in an activity */
   }
@@ -28,7 +42,7 @@ export function sleep(ms: number): Promise<void> {
  */
 export async function keepAlive<T>(what: string, fn: () => Promise<T>): Promise<T> {
   heartbeat(what);
-  const ticker = setInterval(() => heartbeat(what), 1000);
+  const ticker = setInterval(() => repeatLastHeartbeat(what), 1000);
   try {
     return await fn();
   } finally {

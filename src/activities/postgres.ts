@@ -12,6 +12,7 @@ import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
 import { keepAlive } from './heartbeat.js';
 import { settleOtherSessions } from './sessions.js';
+import { eventLogDigest } from '../database/eventLogDigest.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
 
 export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -84,25 +85,33 @@ export async function migrationVersions(client: pg.Client): Promise<string[]> {
   return rows.map((r) => r.version);
 }
 
-/** High-water mark, row count and checksum of the event log, or of its rows up to `upToLogSeq`. */
-export async function eventLogMark(client: pg.Client, upToLogSeq?: number): Promise<EventLogMark & { checksum: string }> {
-  const exists = await client.query(`SELECT to_regclass('public.dg_event_log') AS t`);
-  if (!exists.rows[0].t) return { maxLogSeq: 0, rowCount: 0, checksum: '' };
-  const { rows } = await client.query(
-    `SELECT coalesce(max(log_seq), 0)::bigint AS max, count(*)::bigint AS n,
-            md5(coalesce(string_agg(t::text, '|' ORDER BY log_seq), '')) AS checksum
-       FROM dg_event_log t WHERE $1::bigint IS NULL OR log_seq <= $1::bigint`,
-    [upToLogSeq ?? null],
-  );
-  return { maxLogSeq: Number(rows[0].max), rowCount: Number(rows[0].n), checksum: rows[0].checksum };
+/**
+ * High-water mark, row count and digest of the event log, or of its rows up to `upToLogSeq`, in
+ * chunks (bounded memory at any size), heartbeating with its progress. `like`: an earlier
+ * checksum (a manifest's) whose scheme this one must use to compare.
+ */
+export async function eventLogMark(client: pg.Client, upToLogSeq?: number, opts: { like?: string; inSnapshot?: boolean } = {}): Promise<EventLogMark & { checksum: string }> {
+  const { chunks: _chunks, ...mark } = await eventLogDigest(client, {
+    upTo: upToLogSeq,
+    ...opts,
+    onChunk: async (p) => {
+      heartbeat({ step: 'event-log digest', rows: p.rows, ofRows: p.estimatedRows, lastLogSeq: p.lastLogSeq });
+      await failpoint('digest.chunk');
+    },
+  });
+  return mark;
 }
 
 /** High-water mark and row count without the checksum (a read of the whole event log): what preflight shows. */
-async function eventLogHead(client: pg.Client): Promise<EventLogMark> {
+export async function eventLogHead(client: pg.Client): Promise<EventLogMark> {
   const exists = await client.query(`SELECT to_regclass('public.dg_event_log') AS t`);
   if (!exists.rows[0].t) return { maxLogSeq: 0, rowCount: 0 };
   const { rows } = await client.query(`SELECT coalesce(max(log_seq), 0)::bigint AS max, count(*)::bigint AS n FROM dg_event_log`);
   return { maxLogSeq: Number(rows[0].max), rowCount: Number(rows[0].n) };
+}
+
+export async function databaseBytes(client: pg.Client): Promise<number> {
+  return Number((await client.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n);
 }
 
 /** Exact row count of every table in the public schema. */
@@ -245,7 +254,7 @@ function mountPointOf(dir: string): string {
   }
 }
 
-export type DumpFigures = Pick<BackupManifest, 'database' | 'migrationVersions' | 'rowCounts' | 'eventLog' | 'snapshot'>;
+export type DumpFigures = Pick<BackupManifest, 'database' | 'databaseBytes' | 'migrationVersions' | 'rowCounts' | 'eventLog' | 'snapshot'>;
 
 /**
  * `pg_dump --format=custom` of the database at `url` into `partial` (created 0600 first), and
@@ -271,9 +280,10 @@ export async function dumpWithFigures(d: ResolvedDeployment, url: string, partia
     const counted = (async () => ({
       snapshot,
       database: (await client.query('SELECT current_database() AS n')).rows[0].n as string,
+      databaseBytes: await databaseBytes(client),
       migrationVersions: await migrationVersions(client),
       rowCounts: await tableRowCounts(client),
-      eventLog: await eventLogMark(client),
+      eventLog: await eventLogMark(client, undefined, { inSnapshot: true }),
     }))();
     const [dumped, figures] = await Promise.allSettled([dump, counted]);
     await client.query('COMMIT').catch(() => {});
@@ -333,6 +343,7 @@ async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
     sizeBytes,
     sha256,
     database: facts.database,
+    databaseBytes: facts.databaseBytes,
     gitSha: req.gitSha,
     gitTag: req.gitTag,
     environment: d.profile.toolchain.env.DECISION_GRAPH_DEPLOYMENT_ENV ?? d.profile.toolchain.env.MIX_ENV ?? 'prod',

@@ -4,7 +4,7 @@ import type { RecoveryFacts } from '../domain/recoveryRule.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
 import { databaseUrl, deploymentOf, secret } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
-import { eventLogMark, migrationVersions, withDatabase } from './postgres.js';
+import { eventLogHead, migrationVersions, withDatabase } from './postgres.js';
 import { findManifest } from './restore.js';
 
 export const PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'] as const;
@@ -14,7 +14,7 @@ export async function recoveryFacts(deployment: string, backupId?: string): Prom
   const d = deploymentOf(deployment);
   const manifest = findManifest(d, backupId);
   const current = await withDatabase(databaseUrl(d), async (c) => {
-    const mark = await eventLogMark(c);
+    const mark = await eventLogHead(c);
     return { migrationVersions: await migrationVersions(c), eventLog: { maxLogSeq: mark.maxLogSeq, rowCount: mark.rowCount } };
   });
   return {

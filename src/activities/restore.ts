@@ -306,7 +306,7 @@ async function swapFrozenCopy(
     await terminateConnections(admin, frozen);
     if (keepCopy) {
       await admin.query(`CREATE DATABASE ${quoteIdent(live)} TEMPLATE ${quoteIdent(frozen)} STRATEGY FILE_COPY`);
-      await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS 'dg-upgrade: copied from the frozen copy of backup ${manifest.id.replace(/'/g, "''")} by a rollback'`);
+      await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS '${copiedFromFrozenComment(manifest.id).replace(/'/g, "''")}'`);
     } else {
       await admin.query(`ALTER DATABASE ${quoteIdent(frozen)} RENAME TO ${quoteIdent(live)}`);
       await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS 'dg-upgrade: frozen copy of backup ${manifest.id.replace(/'/g, "''")}, swapped in by a rollback'`);
@@ -315,37 +315,60 @@ async function swapFrozenCopy(
   return { discarded, otherSessions };
 }
 
+/** How verifyRestored knew what the live database holds: see docs/decisions.md, "What a rollback checks inside its window". */
+export type RestoreIdentity = 'frozen-copy-renamed' | 'frozen-copy-file-copied' | 'restored-from-dump';
+
+const COPIED_FROM_FROZEN = 'dg-upgrade: copied from the frozen copy of backup';
+
+function copiedFromFrozenComment(manifestId: string): string {
+  return `${COPIED_FROM_FROZEN} ${manifestId} by a rollback`;
+}
+
 /**
- * The live database against the backup's manifest: same migration versions, same per-table row
- * counts, same event-log checksum. When the live database is the backup's frozen copy itself
- * (same oid: a rename keeps it), the checksum, a read of the whole event log, is not needed to
- * know it holds what the copy held: versions and row counts are still compared.
+ * The live database against the backup's manifest, inside the rollback's window. When the live
+ * database is the backup's frozen copy itself (same oid: a rename keeps it) or a file copy this
+ * rollback made of it (its comment says so, and the copy's oid was checked before the copy), its
+ * identity proves its content: only the migration versions are read (O(1), whatever the size).
+ * A database restored from the pg_dump file is compared in full: per-table row counts and the
+ * event-log digest up to the backup's high-water mark, in chunks, heartbeating its progress.
  */
-export async function verifyRestored(deployment: string, backupId: string): Promise<{ ok: boolean; problems: string[] }> {
+export function verifyRestored(deployment: string, backupId: string): Promise<{ ok: boolean; problems: string[]; identity?: RestoreIdentity }> {
+  return keepAlive('verify', () => verifyRestoredDatabase(deployment, backupId));
+}
+
+async function verifyRestoredDatabase(deployment: string, backupId: string): Promise<{ ok: boolean; problems: string[]; identity?: RestoreIdentity }> {
   const d = deploymentOf(deployment);
   const manifest = findManifest(d, backupId);
   return withDatabase(databaseUrl(d), async (client) => {
+    heartbeat('verify: identity');
     const problems: string[] = [];
-    const oid = Number((await client.query('SELECT oid::bigint AS oid FROM pg_database WHERE datname = current_database()')).rows[0].oid);
-    const isFrozenCopy = manifest.frozenOid !== undefined && oid === manifest.frozenOid;
+    const self = (await client.query(`SELECT oid::bigint AS oid, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = current_database()`)).rows[0];
+    const identity: RestoreIdentity =
+      manifest.frozenOid !== undefined && Number(self.oid) === manifest.frozenOid
+        ? 'frozen-copy-renamed'
+        : manifest.frozenDatabase && self.comment === copiedFromFrozenComment(manifest.id)
+          ? 'frozen-copy-file-copied'
+          : 'restored-from-dump';
     const versions = await migrationVersions(client);
     if (versions.join(',') !== manifest.migrationVersions.join(',')) {
       problems.push(`migration versions ${versions.join(',')} differ from the backup's ${manifest.migrationVersions.join(',')}`);
     }
+    if (identity !== 'restored-from-dump') return { ok: problems.length === 0, problems, identity };
     // The database is live again once swapped in: a client other than the (stopped) app may have
     // appended events since. Those get log_seq values above the backup's, so the event log is
     // compared up to the backup's high-water mark, exactly; every other table exactly.
+    heartbeat('verify: row counts');
     const counts = await tableRowCounts(client);
     for (const table of new Set([...Object.keys(counts), ...Object.keys(manifest.rowCounts)])) {
       if (table === 'dg_event_log' && counts[table] !== undefined && manifest.rowCounts[table] !== undefined) continue;
       if (counts[table] !== manifest.rowCounts[table]) problems.push(`${table}: ${counts[table] ?? 'missing'} rows, backup had ${manifest.rowCounts[table] ?? 'no such table'}`);
     }
     if (counts.dg_event_log !== undefined && manifest.rowCounts.dg_event_log !== undefined) {
-      const mark = await eventLogMark(client, manifest.eventLog.maxLogSeq);
+      const mark = await eventLogMark(client, manifest.eventLog.maxLogSeq, { like: manifest.eventLog.checksum });
       if (mark.rowCount !== manifest.eventLog.rowCount) problems.push(`dg_event_log: ${mark.rowCount} rows up to log_seq ${manifest.eventLog.maxLogSeq}, backup had ${manifest.eventLog.rowCount}`);
-      else if (!isFrozenCopy && mark.checksum !== manifest.eventLog.checksum) problems.push('dg_event_log checksum differs from the backup');
+      else if (mark.checksum !== manifest.eventLog.checksum) problems.push('dg_event_log digest differs from the backup');
     }
-    return { ok: problems.length === 0, problems };
+    return { ok: problems.length === 0, problems, identity };
   });
 }
 

@@ -92,6 +92,8 @@ export interface DeploymentInspection {
   onProjectionOnlyFailure: 'rebuild-projections' | 'restore';
   /** Things an operator should fix that do not block the upgrade (e.g. a backup dir other users can read). */
   warnings?: string[];
+  /** What preflight checked that a later step needs (rename rights, replay/rebuild permissions); absent in older runs. */
+  checks?: string[];
 }
 
 export interface EventLogMark {
@@ -133,6 +135,8 @@ export interface UpgradePlan {
   estimatedBackupBytes: number;
   steps: string[];
   warnings?: string[];
+  /** Preflight's checks of what later steps need (issue 18); absent in older plans. */
+  checks?: string[];
 }
 
 export interface SmokeCheckResult {
@@ -167,6 +171,8 @@ export interface BackupManifest {
   createdAt: string;
   file: string;
   sizeBytes: number;
+  /** pg_database_size of the database the backup was taken from (absent in older manifests): sizes the steps that read it whole. */
+  databaseBytes?: number;
   sha256: string;
   database: string;
   gitSha: string;

@@ -1,5 +1,6 @@
 import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
+import { wholeDatabaseTimeoutMs } from '../domain/stepTimeouts.js';
 import { BAD_INPUT_TYPES } from '../domain/types.js';
 
 // Failures that a retry cannot fix: report them at once.
@@ -42,3 +43,16 @@ export const long = withSummaries(proxyActivities<Activities>({
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { maximumAttempts: 5, initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes },
 }));
+
+/**
+ * Steps that read a whole database (a restore's verification): a time limit from its size, and
+ * the long steps' short heartbeat timeout, which their per-chunk progress keeps.
+ */
+export function wholeDatabase(databaseBytes: number | undefined): Activities {
+  return withSummaries(proxyActivities<Activities>({
+    startToCloseTimeout: wholeDatabaseTimeoutMs(databaseBytes),
+    heartbeatTimeout: '5 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { maximumAttempts: 5, initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes },
+  }));
+}

@@ -6,7 +6,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import { long, quick } from './activityProxies.js';
+import { long, quick, wholeDatabase } from './activityProxies.js';
 import { failureTypeOf, messageOf, inputMessage } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
@@ -196,7 +196,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     });
 
     await stepWithRetry('verifyRestore', async () => {
-      const check = await quick.verifyRestored(deployment, manifest.id);
+      const check = await wholeDatabase(manifest.databaseBytes ?? manifest.sizeBytes).verifyRestored(deployment, manifest.id);
       if (!check.ok) throw ApplicationFailure.create({ message: `restored database does not match the backup manifest: ${check.problems.join('; ')}`, nonRetryable: true });
       return undefined;
     });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import pg from 'pg';
+import { eventLogDigest } from '../../src/database/eventLogDigest.js';
 import { databaseFacts, getJson, type E2eDeployment } from './e2e.js';
 import { createTestDatabase } from './postgres.js';
 import { eventLogRows, startTraffic, type Traffic, type TrafficOptions, type TrafficReport } from './traffic.js';
@@ -192,13 +193,8 @@ async function assertRestoredToFrozenCopy(d: E2eDeployment, backup: any, asideUr
   try {
     const oid = (await client.query('SELECT oid::bigint AS oid FROM pg_database WHERE datname = current_database()')).rows[0].oid;
     assert.equal(Number(oid), backup.frozenOid, `the live database is the frozen copy ${backup.frozenDatabase} (oid ${backup.frozenOid})`);
-    const mark = (
-      await client.query(
-        `SELECT count(*)::bigint AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY log_seq), '')) AS checksum FROM dg_event_log t WHERE log_seq <= $1`,
-        [backup.eventLog.maxLogSeq],
-      )
-    ).rows[0];
-    assert.equal(Number(mark.n), backup.eventLog.rowCount, `event-log rows up to log_seq ${backup.eventLog.maxLogSeq}: as the backup counted`);
+    const mark = await eventLogDigest(client, { upTo: backup.eventLog.maxLogSeq, like: backup.eventLog.checksum });
+    assert.equal(mark.rowCount, backup.eventLog.rowCount, `event-log rows up to log_seq ${backup.eventLog.maxLogSeq}: as the backup counted`);
     assert.equal(mark.checksum, backup.eventLog.checksum, 'those rows are the backup\'s, unchanged');
   } finally {
     await client.end();
