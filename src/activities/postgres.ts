@@ -90,13 +90,18 @@ export async function migrationVersions(client: pg.Client): Promise<string[]> {
  * chunks (bounded memory at any size), heartbeating with its progress. `like`: an earlier
  * checksum (a manifest's) whose scheme this one must use to compare.
  */
-export async function eventLogMark(client: pg.Client, upToLogSeq?: number, opts: { like?: string; inSnapshot?: boolean } = {}): Promise<EventLogMark & { checksum: string }> {
+export async function eventLogMark(
+  client: pg.Client,
+  upToLogSeq?: number,
+  opts: { like?: string; inSnapshot?: boolean; failpoint?: string } = {},
+): Promise<EventLogMark & { checksum: string }> {
   const { chunks: _chunks, ...mark } = await eventLogDigest(client, {
     upTo: upToLogSeq,
-    ...opts,
+    like: opts.like,
+    inSnapshot: opts.inSnapshot,
     onChunk: async (p) => {
       heartbeat({ step: 'event-log digest', rows: p.rows, ofRows: p.estimatedRows, lastLogSeq: p.lastLogSeq });
-      await failpoint('digest.chunk');
+      await failpoint(opts.failpoint ?? 'digest.chunk');
     },
   });
   return mark;

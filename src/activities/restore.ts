@@ -364,7 +364,7 @@ async function verifyRestoredDatabase(deployment: string, backupId: string): Pro
       if (counts[table] !== manifest.rowCounts[table]) problems.push(`${table}: ${counts[table] ?? 'missing'} rows, backup had ${manifest.rowCounts[table] ?? 'no such table'}`);
     }
     if (counts.dg_event_log !== undefined && manifest.rowCounts.dg_event_log !== undefined) {
-      const mark = await eventLogMark(client, manifest.eventLog.maxLogSeq, { like: manifest.eventLog.checksum });
+      const mark = await eventLogMark(client, manifest.eventLog.maxLogSeq, { like: manifest.eventLog.checksum, failpoint: 'verify.digestChunk' });
       if (mark.rowCount !== manifest.eventLog.rowCount) problems.push(`dg_event_log: ${mark.rowCount} rows up to log_seq ${manifest.eventLog.maxLogSeq}, backup had ${manifest.eventLog.rowCount}`);
       else if (mark.checksum !== manifest.eventLog.checksum) problems.push('dg_event_log digest differs from the backup');
     }
