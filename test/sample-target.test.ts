@@ -327,6 +327,24 @@ test('prod refuses to boot without SECRET_KEY_BASE or service accounts', async (
   assert.match(noAccounts.stderr, /requires service accounts/);
 });
 
+test("prod takes the guide's ecto:// DATABASE_URL, as Ecto does: ecto.migrate connects and phx.server boots on it", async () => {
+  const url = new URL(mainDb.url);
+  url.password = 'p@ss:w/rd'; // trust auth ignores it; its percent-encoding must not break the parse
+  const ecto = url.toString().replace(/^postgres:/, 'ecto:');
+  assert.match(ecto, /^ecto:\/\/postgres:p%40ss%3Aw%2Frd@/);
+  const env = prodEnv(mainDb, { DATABASE_URL: ecto, DG_FIXTURE_PROJECTOR_INTERVAL_MS: '600000' });
+  assert.match((await mixOk(['ecto.migrate'], env)).stdout, /Migrations already up/);
+  const server = await startServer(env);
+  try {
+    const hz = await api(server, '/api/healthz', { token: null, tenant: null });
+    assert.equal(hz.body.store['repo_started?'], true);
+    assert.equal(hz.body.store.database, mainDb.name);
+    assert.equal((await api(server, '/api/v1/projections/health')).status, 200);
+  } finally {
+    await stopServer(server);
+  }
+});
+
 test('v0.1.0 serves the contract routes from the database', async () => {
   const server = await startServer(
     prodEnv(mainDb, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '600000', DG_FIXTURE_REPLAY_DELAY_MS: '300' }),
@@ -415,13 +433,64 @@ test('v0.1.0 serves the contract routes from the database', async () => {
     assert.equal(after409.status, 200);
     assert.equal(after409.body.data.summary.event_count, trace.body.data.summary.event_count + 1);
 
-    // workflows (reads write: refreshed_at)
-    const wfs = await api(server, '/api/v1/workflows?limit=2', { token: SAMPLE_TOKENS.reader });
-    assert.equal(wfs.status, 200, wfs.text);
-    assert.equal(wfs.body.data.items.length, 2);
-    assert.equal((await api(server, '/api/v1/workflows', { token: SAMPLE_TOKENS.reader })).status, 200);
-    assert.equal((await api(server, '/api/v1/workflows?only_open=true&limit=50', { token: SAMPLE_TOKENS.reader })).status, 200);
-    assert.equal((await api(server, '/api/v1/workflows?priority=urgent', { token: SAMPLE_TOKENS.reader })).status, 400);
+    // workflows: the real list_inbox (open items only by default, overdue first, then priority,
+    // then requested_at, 12 by default), and reads write (an SLA sweep, refreshed_at)
+    const inbox = async (query = '') => {
+      const r = await api(server, `/api/v1/workflows${query}`, { token: SAMPLE_TOKENS.reader });
+      assert.equal(r.status, 200, r.text);
+      return r.body.data as { items: any[]; summary: any; filters: any };
+    };
+    const idsOf = (d: { items: any[] }) => d.items.map((w) => w.workflow_id);
+    const inbox0 = await inbox();
+    assert.deepEqual(inbox0.filters, { assigned_account_id: null, assigned_role: null, limit: 12, only_open: true, only_overdue: false, priority: null, status: null, trace_id: null });
+    assert.deepEqual(idsOf(inbox0), ['wf-default-0003', 'wf-default-0005'], 'only open items by default (wf-default-0001 is approved); the overdue one first');
+    const escalated = inbox0.items[0];
+    assert.equal(escalated.status, 'escalated', 'the read escalated the overdue item (requested_at 2026-03-07, SLA long past)');
+    assert.equal(escalated.overdue, true);
+    assert.equal(escalated.assigned_role, 'admin');
+    assert.equal(escalated.metadata.escalation_count, 1);
+    await inbox();
+    const escalations = await sql<{ n: number }>(mainDb, `SELECT COUNT(*)::int AS n FROM dg_workflow_actions WHERE workflow_id = 'wf-default-0003' AND action = 'escalate' AND actor = 'workflow-sla'`);
+    assert.equal(escalations[0]!.n, 1, 'escalated once, however often it is read');
+    assert.deepEqual(idsOf(await inbox('?only_open=false')), ['wf-default-0003', 'wf-default-0001', 'wf-default-0005'], 'closed ones with only_open=false; priority after overdue');
+    assert.deepEqual(idsOf(await inbox('?only_open=nonsense')), ['wf-default-0003', 'wf-default-0005'], 'a bad boolean is the default');
+    assert.deepEqual(idsOf(await inbox('?only_open=0&trace_id=trace-default-0001')), ['wf-default-0001']);
+    assert.deepEqual(idsOf(await inbox('?only_open=false&status=approved')), ['wf-default-0001']);
+    assert.deepEqual(idsOf(await inbox('?only_overdue=true')), ['wf-default-0003']);
+    assert.equal((await api(server, '/api/v1/workflows?priority=critical', { token: SAMPLE_TOKENS.reader })).status, 400, 'the real priorities: urgent, high, normal, low');
+
+    // Ordering and limit: 14 new open items, 7 urgent then 7 high, each requested later than the last.
+    const added = Array.from({ length: 14 }, (_, i) => `wf-inbox-${String(i).padStart(2, '0')}`);
+    for (const [i, id] of added.entries()) {
+      await sql(
+        mainDb,
+        `INSERT INTO dg_workflow_runtime (workflow_id, tenant_id, trace_id, title, status, priority, requested_at, sla_due_at)
+         VALUES ($1, 'default', 'trace-default-0002', $1, 'requested', $2, now() - make_interval(mins => $3), now() + interval '4 hours')`,
+        [id, i < 7 ? 'urgent' : 'high', 100 - i],
+      );
+    }
+    try {
+      const full = await inbox();
+      assert.equal(full.items.length, 12, 'the default limit is 12');
+      assert.deepEqual(idsOf(full), ['wf-default-0003', ...added.slice(0, 7), ...added.slice(7, 11)], 'overdue, then urgent, then high, each by requested_at; wf-default-0005 (normal) is pushed out');
+      assert.ok(!idsOf(full).includes('wf-default-0005'));
+      assert.deepEqual(idsOf(await inbox('?priority=urgent&limit=3')), ['wf-default-0003', ...added.slice(0, 2)], 'wf-default-0003 is urgent too');
+      assert.equal((await inbox('?limit=2')).items.length, 2);
+      assert.equal((await inbox('?limit=abc')).items.length, 12, 'a bad limit is the default, not 400');
+      assert.equal((await inbox('?limit=500')).filters.limit, 50, 'at most 50');
+      assert.equal((await inbox('?limit=500')).items.length, 16);
+
+      // An approved item leaves the inbox and stays readable: only_open=false and by id.
+      await sql(mainDb, `UPDATE dg_workflow_runtime SET status = 'approved', current_decision = 'approve' WHERE workflow_id = $1`, [added[0]]);
+      assert.ok(!idsOf(await inbox('?limit=50')).includes(added[0]), 'approved: gone from the default list');
+      assert.ok(idsOf(await inbox('?limit=50&only_open=false')).includes(added[0]), 'approved: listed with only_open=false');
+      const byId = await api(server, `/api/v1/workflows/${added[0]}`, { token: SAMPLE_TOKENS.reader });
+      assert.equal(byId.status, 200);
+      assert.equal(byId.body.data.workflow.status, 'approved');
+    } finally {
+      await sql(mainDb, `DELETE FROM dg_workflow_runtime WHERE workflow_id LIKE 'wf-inbox-%'`);
+    }
+
     const wf = await api(server, `/api/v1/workflows/${SAMPLE_WORKFLOW_ID}`, { token: SAMPLE_TOKENS.reader });
     assert.equal(wf.status, 200);
     assert.equal(wf.body.data.workflow.workflow_id, SAMPLE_WORKFLOW_ID);

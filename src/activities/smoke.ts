@@ -8,6 +8,9 @@ import { withDatabase } from './postgres.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
 import { probeRuntime, runtimeAnswers } from './runtime.js';
 
+/** DecisionGraph's closed workflow statuses (workflows.ex `@terminal_statuses`); every other status is open. */
+const TERMINAL_WORKFLOW_STATUSES = ['approved', 'rejected', 'overridden'];
+
 class CheckFailed extends Error {}
 /** A failure whose cause is projection data (open failures, stale or wrong summaries). */
 class ProjectionSymptom extends Error {}
@@ -198,23 +201,62 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
     } else {
       notes.push('no trace to read yet');
     }
-    // Workflow reads write (they refresh runtime rows), so under steady writes one may lose a
-    // race and answer 5xx; a broken route fails all three tries, a second apart.
-    let wf = await call('GET', '/api/v1/workflows?limit=12', reader);
-    for (let attempt = 2; wf.status >= 500 && attempt <= 3; attempt++) {
-      heartbeat(`smoke: workflows answered ${wf.status}, try ${attempt} of 3`);
-      await sleep(1000);
-      wf = await call('GET', '/api/v1/workflows?limit=12', reader);
-    }
+    // Workflow reads write: in DecisionGraph every workflow route (list, by id, export) first runs
+    // refresh_runtime!, which ingests pending workflow events and escalates overdue items
+    // (apps/dg_api/lib/decision_graph/api/workflows.ex). The API has no read-only way to see
+    // them, so even the baseline before an upgrade writes here (docs/decisions.md). Under steady
+    // writes a read may lose a race and answer 5xx; a broken route fails all three tries, a
+    // second apart.
+    const workflowRead = async (route: string) => {
+      let r = await call('GET', route, reader);
+      for (let attempt = 2; r.status >= 500 && attempt <= 3; attempt++) {
+        heartbeat(`smoke: ${route} answered ${r.status}, try ${attempt} of 3`);
+        await sleep(1000);
+        r = await call('GET', route, reader);
+      }
+      return r;
+    };
+    const wf = await workflowRead('/api/v1/workflows?limit=12');
     if (wf.status !== 200) throw new Error(`GET /api/v1/workflows answered ${errorOf(wf)}`);
     const items: any[] = Array.isArray(wf.body?.data) ? wf.body.data : (wf.body?.data?.workflows ?? wf.body?.data?.items ?? []);
     const ids = items.map((w) => String(w.workflow_id ?? w.id)).sort();
     observations.workflowIds = ids;
     if (baseline?.workflowIds) {
+      // The list is an inbox, not a stable set: open items only (only_open defaults to true),
+      // overdue first, then priority, then requested_at, the top 12. An item approved or rejected
+      // during the upgrade, or pushed out by more urgent ones, leaves it with no data lost. So each
+      // one the old version listed and this one does not is looked up by id, which answers closed
+      // items too: only one that no longer exists (404) is lost data.
       const missing = baseline.workflowIds.filter((id) => !ids.includes(id));
-      if (missing.length) throw new Error(`workflows shown before the upgrade are missing now: ${missing.join(', ')}`);
+      const lost: string[] = [];
+      const closed: Record<string, number> = {};
+      let pushedOut = 0;
+      for (const id of missing) {
+        heartbeat(`smoke: workflow ${id} left the inbox, looking it up`);
+        const route = `/api/v1/workflows/${encodeURIComponent(id)}`;
+        const r = await workflowRead(route);
+        if (r.status === 404) {
+          lost.push(id);
+          continue;
+        }
+        if (r.status !== 200) throw new Error(`GET ${route} (a workflow the old version listed) answered ${errorOf(r)}`);
+        const status = String(r.body?.data?.workflow?.status ?? r.body?.data?.status ?? 'unknown');
+        if (TERMINAL_WORKFLOW_STATUSES.includes(status)) closed[status] = (closed[status] ?? 0) + 1;
+        else pushedOut++;
+      }
+      if (lost.length) {
+        throw new Error(`workflows shown before the upgrade no longer exist (GET /api/v1/workflows/:id answered 404): ${lost.join(', ')}`);
+      }
+      if (missing.length) {
+        const closedCount = Object.values(closed).reduce((a, b) => a + b, 0);
+        const parts = [
+          closedCount ? `${closedCount} changed state (${Object.entries(closed).map(([s, n]) => `${n} ${s}`).join(', ')})` : '',
+          pushedOut ? `${pushedOut} still open outside the top 12` : '',
+        ].filter(Boolean);
+        notes.push(`${missing.length} of the ${baseline.workflowIds.length} workflows listed before left the inbox and still exist: ${parts.join(', ')}`);
+      }
     }
-    notes.push(`${ids.length} recent workflows`);
+    notes.push(`${ids.length} open workflows in the inbox${opts.readOnly ? ' (read through routes that write: DecisionGraph refreshes its workflow runtime on every workflow read)' : ''}`);
     return notes.join('; ');
   });
 
