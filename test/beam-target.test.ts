@@ -180,9 +180,52 @@ describe('v0.1.0 from source', () => {
     assert.equal(trace.summary.tags, undefined, 'v0.1.0 has no trace tags');
     assert.equal((await api(c, '/api/v1/traces/nope')).status, 404);
 
-    const workflows = JSON.parse((await api(c, '/api/v1/workflows?limit=12')).text).data;
-    assert.deepEqual(workflows.items.map((w: any) => w.workflow_id).sort(), ['wf-default-0001', 'wf-default-0003', 'wf-default-0005']);
+    // Workflows: the real list_inbox (open items only by default, overdue first, then priority,
+    // then requested_at, 12 by default), and reads write (an SLA sweep, refreshed_at).
+    const inbox = async (query = '') => {
+      const r = await api(c, `/api/v1/workflows${query}`);
+      assert.equal(r.status, 200, r.text);
+      return JSON.parse(r.text).data as { items: any[]; summary: any; filters: any };
+    };
+    const idsOf = (d: { items: any[] }) => d.items.map((w) => w.workflow_id);
+    const workflows = await inbox();
+    assert.deepEqual(workflows.filters, { assigned_account_id: null, assigned_role: null, limit: 12, only_open: true, only_overdue: false, priority: null, status: null, trace_id: null });
+    assert.deepEqual(idsOf(workflows), ['wf-default-0003', 'wf-default-0005'], 'only open items by default (wf-default-0001 is approved); the overdue one first');
     assert.equal(workflows.summary.total_count, 3);
+    assert.equal(workflows.items[0].status, 'escalated', 'the read escalated the overdue item');
+    assert.equal(workflows.items[0].overdue, true);
+    assert.deepEqual(idsOf(await inbox('?only_open=false')), ['wf-default-0003', 'wf-default-0001', 'wf-default-0005'], 'closed ones with only_open=false; priority after overdue');
+    assert.deepEqual(idsOf(await inbox('?only_open=0&trace_id=trace-default-0001')), ['wf-default-0001']);
+    assert.equal((await api(c, '/api/v1/workflows?priority=critical')).status, 400);
+    const db = new pg.Client({ connectionString: c.db.url });
+    await db.connect();
+    try {
+      const escalations = await db.query(`SELECT COUNT(*)::int AS n FROM dg_workflow_actions WHERE workflow_id = 'wf-default-0003' AND action = 'escalate'`);
+      assert.equal(escalations.rows[0].n, 1, 'escalated once, however often it is read');
+      // 14 new open items, 7 urgent then 7 high, each requested later than the last.
+      const added = Array.from({ length: 14 }, (_, i) => `wf-inbox-${String(i).padStart(2, '0')}`);
+      for (const [i, id] of added.entries()) {
+        await db.query(
+          `INSERT INTO dg_workflow_runtime (workflow_id, tenant_id, trace_id, title, status, priority, requested_at, sla_due_at)
+           VALUES ($1, 'default', 'trace-default-0002', $1, 'requested', $2, now() - make_interval(mins => $3), now() + interval '4 hours')`,
+          [id, i < 7 ? 'urgent' : 'high', 100 - i],
+        );
+      }
+      const full = await inbox();
+      assert.deepEqual(idsOf(full), ['wf-default-0003', ...added.slice(0, 11)], 'limit 12: overdue, then urgent, then high; wf-default-0005 (normal) is pushed out');
+      assert.equal((await inbox('?limit=abc')).items.length, 12, 'a bad limit is the default, not 400');
+      assert.equal((await inbox('?limit=500')).items.length, 16);
+      await db.query(`UPDATE dg_workflow_runtime SET status = 'approved' WHERE workflow_id = $1`, [added[0]]);
+      assert.ok(!idsOf(await inbox('?limit=50')).includes(added[0]), 'approved: gone from the default list');
+      assert.ok(idsOf(await inbox('?limit=50&only_open=false')).includes(added[0]), 'approved: listed with only_open=false');
+      const byId = await api(c, `/api/v1/workflows/${added[0]}`);
+      assert.equal(byId.status, 200);
+      assert.equal(JSON.parse(byId.text).data.workflow.status, 'approved');
+      assert.equal((await api(c, '/api/v1/workflows/wf-nope')).status, 404);
+      await db.query(`DELETE FROM dg_workflow_runtime WHERE workflow_id LIKE 'wf-inbox-%'`);
+    } finally {
+      await db.end();
+    }
 
     assert.equal((await api(c, '/api/v1/events', 'reader-t', { method: 'POST', body: '{}' })).status, 403, 'readers cannot write');
     const written = await api(c, '/api/v1/events', 'writer-t', { method: 'POST', body: JSON.stringify({ trace_id: 'trace-new', event_type: 'trace.started', payload: { title: 'new' } }) });
@@ -202,6 +245,10 @@ describe('the release of v0.1.0', () => {
   const bin = () => path.join(c.beamDir, '_build/prod/rel/decisiongraph_beam/bin/decisiongraph_beam');
   before(async () => {
     c = await checkout('v0.1.0', 'v0.1.0-release');
+    // The release runs on the guide's form, ecto://USER:PASS@HOST/DATABASE (trust auth ignores the password).
+    const url = new URL(c.db.url);
+    url.password = 'p@ss:w/rd';
+    c.env.DATABASE_URL = url.toString().replace(/^postgres:/, 'ecto:');
   });
   after(async () => {
     await execa(bin(), ['stop'], { env: c.env, reject: false });
@@ -236,6 +283,8 @@ describe('the release of v0.1.0', () => {
     }
     timings.push(`release daemon boot ${Date.now() - t0} ms`);
     const health = await getJson(`http://127.0.0.1:${c.port}/api/healthz`);
+    assert.match(c.env.DATABASE_URL!, /^ecto:\/\/postgres:p%40ss%3Aw%2Frd@127\.0\.0\.1:5432\//);
+    assert.deepEqual([health.body.store['repo_started?'], health.body.store.database], [true, c.db.name], 'booted on the ecto:// DATABASE_URL');
     assert.equal(health.body.runtime.release, 'decisiongraph_beam');
     assert.equal(health.body.runtime.node, c.env.RELEASE_NODE, 'the node runs distributed under its name');
     const pid = await execa(bin(), ['pid'], { env: c.env, reject: false });
