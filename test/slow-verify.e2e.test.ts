@@ -73,7 +73,20 @@ async function verifyActivity(workflowId: string): Promise<ActivityRun> {
 
 test('a restore verification slower than the heartbeat timeout completes on its first attempt', async () => {
   // v0.2.1's migration fails half-way: the upgrade rolls back, restoring the pg_dump file.
-  const up = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--follow', '--json']);
+  const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--json']);
+  assert.equal(started.exitCode, 0, started.stderr);
+  // While it verifies, `status` shows how far the digest is (the rollback child's heartbeats).
+  let seen: any;
+  for (let i = 0; i < 600 && !seen; i++) {
+    const s = await d.cli(['status', d.name, '--json']);
+    const progress = s.exitCode === 0 ? (JSON.parse(s.stdout).status?.progress ?? []) : [];
+    seen = progress.find((p: any) => p.activity === 'verifyRestored' && /event-log digest: [\d,]+ (of ~[\d,]+ )?rows/.test(p.detail ?? ''));
+    if (!seen) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.ok(seen, 'status --json listed the verification\'s progress');
+  const text = await d.cli(['status', d.name]);
+  assert.match(text.stdout, /in progress: verifyRestored: event-log digest: [\d,]+/, text.stdout);
+  const up = await d.cli(['status', d.name, '--follow', '--json']);
   assert.equal(up.exitCode, 1, `a rolled-back upgrade exits 1: ${up.stdout.slice(-1500)} ${up.stderr.slice(-500)}`);
   const status = JSON.parse(up.stdout).status;
   assert.equal(status.outcome, 'rolled-back', JSON.stringify(status).slice(0, 1500));

@@ -15,6 +15,7 @@ import { lockWorkflowId } from '../domain/lock.js';
 import { FAILURE_TYPES, type UpgradeInput, type UpgradeResult, type UpgradeStatus } from '../domain/types.js';
 import type { PlanResult } from '../workflows/planUpgrade.js';
 import { CliError, EXIT } from './exitCodes.js';
+import { activityProgress } from './progress.js';
 import { temporalSettings, type TemporalSettings } from './temporalConnection.js';
 
 export interface Session {
@@ -177,7 +178,8 @@ export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus>
   if (trouble) throw stuckRunError(handle.workflowId, desc.searchAttributes?.DgDeployment?.[0] as string | undefined ?? deploymentOfLockId(handle.workflowId), trouble);
   try {
     // A worker answers a query in well under a second; without one it would wait about 30 s.
-    return await handle.client.connection.withDeadline(Date.now() + STATUS_QUERY_MS, () => handle.query<UpgradeStatus>('status'));
+    const status = await handle.client.connection.withDeadline(Date.now() + STATUS_QUERY_MS, () => handle.query<UpgradeStatus>('status'));
+    return withProgress(handle, status, desc);
   } catch (err) {
     if (desc.status.name === 'RUNNING') {
       const now = await workflowTaskTrouble(handle, desc, { now: true });
@@ -201,6 +203,21 @@ export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus>
       outcome: final.result?.outcome,
     };
   }
+}
+
+/**
+ * The status with the running activities' last heartbeats: the run's own, or, while an upgrade
+ * waits on its rollback child, the child's (where the long steps of a rollback run).
+ */
+async function withProgress(handle: WorkflowHandle, status: UpgradeStatus, desc: WorkflowExecutionDescription): Promise<UpgradeStatus> {
+  if (desc.status.name !== 'RUNNING') return status;
+  let progress = activityProgress(desc);
+  const child = status.rollbackWorkflowId;
+  if (progress.length === 0 && child) {
+    const childDesc = await handle.client.getHandle(child).describe().catch(() => undefined);
+    if (childDesc?.status.name === 'RUNNING') progress = activityProgress(childDesc);
+  }
+  return progress.length ? { ...status, progress } : status;
 }
 
 /** "dg-upgrade-prod" -> "prod" (the deployment whose lock the workflow ID is). */
@@ -374,7 +391,7 @@ export async function watchStatus(
     const trouble = await workflowTaskTrouble(handle, desc);
     if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
     try {
-      last = await handle.query<UpgradeStatus>('status');
+      last = await withProgress(handle, await handle.query<UpgradeStatus>('status'), desc);
       onStatus(last);
       if (until(last)) return last;
     } catch {

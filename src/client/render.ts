@@ -1,4 +1,5 @@
 import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../domain/types.js';
+import { renderProgress } from './progress.js';
 
 const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-' };
 
@@ -28,6 +29,7 @@ export function renderPlan(plan: UpgradePlan, hash: string): string {
   }
   if (plan.requiredActions.length) lines.push('  REQUIRED ACTIONS (approving acknowledges them):', ...plan.requiredActions.map((a) => `    ! ${a}`));
   if (plan.warnings?.length) lines.push('  WARNINGS:', ...plan.warnings.map((w) => `    ! ${w}`));
+  if (plan.checks?.length) lines.push('  checked:', ...plan.checks.map((c) => `    ✓ ${c}`));
   lines.push('  steps:', ...plan.steps.map((s, i) => `    ${i + 1}. ${s}`));
   return lines.join('\n');
 }
@@ -73,6 +75,7 @@ export function renderStatus(status: UpgradeStatus): string {
   lines.push(...renderTarget(status));
   if (status.waitingFor) lines.push(`  waiting for: ${status.waitingFor}`);
   lines.push(renderSteps(status.steps));
+  lines.push(...renderProgress(status.progress));
   if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}${status.decision.comment ? ` (${status.decision.comment})` : ''}`);
   if (status.backup) lines.push(`  backup: ${status.backup.id} (${formatBytes(status.backup.sizeBytes)}, sha256 ${status.backup.sha256.slice(0, 16)}…)`);
   if (status.dataLoss) {
@@ -105,5 +108,14 @@ export class StepChangePrinter {
       this.seen.set(step.name, key);
       this.out(`${t}   ${ICON[step.state]} ${step.name} ${step.state}${step.durationMs !== undefined && step.state !== 'running' ? ` in ${formatDuration(step.durationMs)}` : ''}${step.detail ? `: ${step.detail}` : ''}`);
     }
+    // A long step's progress, at most every 5 s: enough to see it move without flooding the log.
+    const progress = renderProgress(status.progress).join('; ');
+    if (progress && progress !== this.progress && Date.now() - this.progressAt >= 5000) {
+      this.progress = progress;
+      this.progressAt = Date.now();
+      this.out(`${t} ${progress.trim()}`);
+    }
   }
+  private progress = '';
+  private progressAt = 0;
 }

@@ -264,7 +264,8 @@ export interface RebuildReport {
   outcome: 'rebuilt';
   decision: { path: string; reasons: string[]; appliedMigrations: string[] };
   revertedTo: { sha: string; tag?: string; dir: string; reused: boolean };
-  jobs: Array<{ projection: string; jobId: string; status: string }>;
+  /** `tenants`: the rebuild job of each tenant with projections (absent in older runs: the smoke tenant only). */
+  jobs: Array<{ projection: string; jobId: string; status: string; tenants?: Record<string, string> }>;
   digests: Record<string, string | null>;
   summary: string;
 }
@@ -344,6 +345,8 @@ export interface UpgradeStatus {
   rollbackWorkflowId?: string;
   /** Upgrade: the rollback that compensated it; rollback: what it did. */
   rollback?: RollbackReport;
+  /** Added by the client, not the workflow: what the run's running activities last reported (long steps' progress). */
+  progress?: Array<{ activity: string; attempt: number; detail?: string; heartbeatAgeSeconds?: number }>;
 }
 
 /** Every operation answers the same `status` query. */
