@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { execa } from 'execa';
 import pg from 'pg';
 import {
   BASE_MIGRATIONS,
+  SAMPLE_ALLOW_REBUILD_CONFIG,
   SAMPLE_TAGS,
   SAMPLE_TOKENS,
   SAMPLE_TRACE_ID,
@@ -83,6 +84,22 @@ async function mixOk(args: string[], env: Record<string, string>) {
 
 async function checkout(ref: string): Promise<void> {
   await execa('git', ['checkout', '-q', '--detach', ref], { cwd: target.repoDir });
+}
+
+/**
+ * Runs `fn` with the operator's production config allowing projection rebuilds (compile-time
+ * config in beam/config/prod.exs, as in the real app: no environment variable turns them on),
+ * then puts the checked-out prod.exs back.
+ */
+async function withRebuildConfig<T>(fn: () => Promise<T>): Promise<T> {
+  const file = path.join(target.beamDir, 'config', 'prod.exs');
+  const stock = readFileSync(file, 'utf8');
+  writeFileSync(file, `${stock}\n${SAMPLE_ALLOW_REBUILD_CONFIG}\n`);
+  try {
+    return await fn();
+  } finally {
+    writeFileSync(file, stock);
+  }
 }
 
 async function build(db: TestDatabase, migrate = true): Promise<void> {
@@ -587,8 +604,9 @@ test('v0.2.2: projector bug changes digests; a rebuild on v0.1.0 code restores t
   }
 
   await checkout('v0.1.0');
+  await withRebuildConfig(async () => {
   await build(db, false);
-  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100', DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
+  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100' }));
   try {
     const before = digests(await caughtUpHealth(server));
     assert.equal(before.trace_summary, buggy.trace_summary, 'going back to old code alone does not fix the projection');
@@ -600,6 +618,7 @@ test('v0.2.2: projector bug changes digests; a rebuild on v0.1.0 code restores t
   } finally {
     await stopServer(server);
   }
+  });
 });
 
 test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition change rebuilds it at startup and hits the bug; rebuild on v0.1.0 heals', async () => {
@@ -689,9 +708,10 @@ test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition cha
 
   // 3. Back on v0.1.0 code: nothing changes by itself; an admitted rebuild restores v0.1.0's digests.
   await checkout('v0.1.0');
+  await withRebuildConfig(async () => {
   await build(db, false);
   const runsBefore = await runCount();
-  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100', DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
+  server = await startServer(prodEnv(db, { DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100' }));
   try {
     const hz = await api(server, '/api/healthz', { token: null, tenant: null });
     assert.equal(hz.body.version, '0.1.0');
@@ -716,6 +736,72 @@ test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition cha
   } finally {
     assert.equal(await stopServer(server), 0);
   }
+  });
+});
+
+test('issue 18: replay/rebuild need the permission; rebuild is compile-time config, off in prod; a non-object metadata answers 400 after both checks and writes nothing; a rebuild run belongs to the x-tenant-id tenant', async () => {
+  await checkout('v0.1.0');
+  await build(mainDb, false);
+  const accounts = JSON.stringify({
+    operator_console_account_id: 'admin-full',
+    service_accounts: [
+      { account_id: 'admin-full', roles: ['admin'], tenant_ids: ['*'], token: 'tok-full', permissions: ['projection_replay', 'projection_rebuild'] },
+      { account_id: 'admin-none', roles: ['admin'], tenant_ids: ['*'], token: 'tok-none' },
+      { account_id: 'admin-replay', roles: ['admin'], tenant_ids: ['*'], token: 'tok-replay', permissions: ['projection_replay'] },
+    ],
+  });
+  const probe = (mode: string) => ({ mode, projection: 'all', reason: 'probe', metadata: 'not-an-object' });
+  const runsNow = async () => (await sql<{ n: number }>(mainDb, 'SELECT COUNT(*)::int AS n FROM dg_projection_runs'))[0]!.n;
+  let server = await startServer(prodEnv(mainDb, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts }));
+  try {
+    const before = await runsNow();
+    const none = await api(server, '/api/v1/admin/replays', { token: 'tok-none', method: 'POST', body: probe('catch_up') });
+    assert.equal(none.status, 403, none.text);
+    assert.equal(none.body.error.message, 'Service account lacks projection_replay permission');
+    const ok = await api(server, '/api/v1/admin/replays', { token: 'tok-replay', method: 'POST', body: probe('catch_up') });
+    assert.equal(ok.status, 400, ok.text);
+    assert.equal(ok.body.error.code, 'invalid_argument');
+    assert.equal(ok.body.error.message, 'metadata must be an object');
+    const noRebuild = await api(server, '/api/v1/admin/replays', { token: 'tok-replay', method: 'POST', body: probe('rebuild') });
+    assert.equal(noRebuild.status, 403);
+    assert.equal(noRebuild.body.error.message, 'Service account lacks projection_rebuild permission');
+    const off = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: probe('rebuild') });
+    assert.equal(off.status, 403, off.text);
+    assert.deepEqual([off.body.error.code, off.body.error.message], ['forbidden', 'Projection rebuilds are disabled in this deployment']);
+    const env = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: { mode: 'rebuild', projection: 'all', reason: 'x' } });
+    assert.equal(env.status, 403, 'stock prod config: no rebuild');
+    assert.equal(await runsNow(), before, 'no probe wrote a run');
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+  // An environment variable does not turn rebuilds on; the operator's prod.exs does.
+  server = await startServer(prodEnv(mainDb, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts, DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
+  try {
+    const r = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: probe('rebuild') });
+    assert.equal(r.status, 403, r.text);
+  } finally {
+    assert.equal(await stopServer(server), 0);
+  }
+  await withRebuildConfig(async () => {
+    await build(mainDb, false);
+    server = await startServer(prodEnv(mainDb, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts }));
+    try {
+      const r = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: probe('rebuild') });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.body.error.message, 'metadata must be an object');
+      const run = await api(server, '/api/v1/admin/replays', { token: 'tok-full', tenant: 'release-demo', method: 'POST', body: { mode: 'rebuild', projection: 'trace_summary', reason: 'per tenant' } });
+      assert.equal(run.status, 202, run.text);
+      assert.equal(run.body.data.run.tenant_id, 'release-demo');
+      const other = await api(server, `/api/v1/admin/replays/${run.body.data.run.job_id}`, { token: 'tok-full', tenant: 'default' });
+      assert.equal(other.status, 404, 'a run belongs to its tenant');
+      await waitFor('the tenant rebuild completes', async () => {
+        const r = await api(server, `/api/v1/admin/replays/${run.body.data.run.job_id}`, { token: 'tok-full', tenant: 'release-demo' });
+        return r.body?.data?.run?.status === 'completed';
+      });
+    } finally {
+      assert.equal(await stopServer(server), 0);
+    }
+  });
 });
 
 /** True while pid runs (a zombie counts as exited). */

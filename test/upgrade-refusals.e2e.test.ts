@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
 import { assertNoSecrets, createE2eDeployment, databaseFacts, editProfile, getJson, historyText, type E2eDeployment } from './support/e2e.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
@@ -154,4 +155,80 @@ describe('refused or aborted upgrades change nothing', { concurrency: 1 }, () =>
 
 test('no secret value appears in the histories of all these runs', async () => {
   assertNoSecrets(d, await historyText(temporal, `dg-upgrade-${d.name}`));
+});
+
+const Client0 = pg.Client;
+
+// Issue 18: what a run needs after cutover is checked at plan time, while the old version serves.
+describe('refused at plan time, nothing stopped (issue 18)', { concurrency: 1 }, () => {
+  test('smoke admin token without projection_replay, narrow path where rebuilds are off: plan and upgrade refused, naming the fixes', async () => {
+    // Stock production config (rebuilds off) and an admin token with projection_rebuild but not projection_replay.
+    const p = await createE2eDeployment(temporal, 'perms', { allowRebuild: false, adminPermissions: ['projection_rebuild', 'workflow_export'] });
+    try {
+      await p.bootstrap();
+      await p.startWorker();
+      const before = await databaseFacts(p.databaseUrl);
+      const plan = await p.cli(['plan', '-d', p.name, '--to', 'v0.2.0']);
+      assert.equal(plan.exitCode, 15, plan.stdout + plan.stderr);
+      const out = plan.stdout + plan.stderr;
+      assert.match(out, /refused at plan time, nothing was stopped/);
+      assert.match(out, /lacks projection_replay permission/);
+      assert.match(out, /"projection_replay" is missing/);
+      assert.match(out, /Projection rebuilds are disabled in this deployment/);
+      assert.match(out, /allow_rebuild: true/);
+      assert.match(out, /onProjectionOnlyFailure to "restore"/);
+
+      // Without the narrow path, only the token's missing permission remains.
+      const restore = editProfile(p, (x) => (x.recovery = { onProjectionOnlyFailure: 'restore' }));
+      try {
+        const again = await p.cli(['plan', '-d', p.name, '--to', 'v0.2.0']);
+        assert.equal(again.exitCode, 15, again.stdout + again.stderr);
+        assert.match(again.stdout + again.stderr, /lacks projection_replay permission/);
+        assert.doesNotMatch(again.stdout + again.stderr, /rebuild/i);
+        const up = await p.cli(['upgrade', '-d', p.name, '--to', 'v0.2.0', '--yes', '--follow']);
+        assert.equal(up.exitCode, 15, up.stdout + up.stderr);
+        assert.match(up.stdout + up.stderr, /lacks projection_replay permission/);
+      } finally {
+        restore();
+      }
+      const health = await getJson(`http://127.0.0.1:${p.port}/api/healthz`);
+      assert.equal(health.status, 200, 'the old version still serves');
+      assert.equal(health.body.version, '0.1.0');
+      const now = await databaseFacts(p.databaseUrl);
+      assert.deepEqual(now.rowCounts, before.rowCounts, 'the probes wrote nothing (no replay run admitted)');
+      assert.equal(now.eventLogChecksum, before.eventLogChecksum);
+    } finally {
+      await p.dispose();
+    }
+  });
+
+  test('a database role with CREATEDB that does not own the live database: refused, naming ALTER DATABASE ... OWNER TO', async () => {
+    const role = `dgu_notowner_${process.pid}`;
+    const admin = new Client0({ connectionString: process.env.DG_TEST_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' });
+    await admin.connect();
+    const live = new URL(d.databaseUrl).pathname.slice(1);
+    try {
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      await admin.query(`CREATE ROLE ${role} LOGIN CREATEDB IN ROLE pg_read_all_data`);
+      const url = new URL(d.databaseUrl);
+      url.username = role;
+      url.password = '';
+      const urlFile = path.join(d.dir, 'notowner-url');
+      writeFileSync(urlFile, url.toString(), { mode: 0o600 });
+      const restore = editProfile(d, (x) => (x.database.url = { fromFile: urlFile }));
+      try {
+        const plan = await d.cli(['plan', '-d', d.name, '--to', 'v0.2.0']);
+        assert.equal(plan.exitCode, 15, plan.stdout + plan.stderr);
+        const out = plan.stdout + plan.stderr;
+        assert.match(out, new RegExp(`database role ${role} does not own the live database ${live}`));
+        assert.match(out, new RegExp(`ALTER DATABASE "${live}" OWNER TO "${role}"`));
+      } finally {
+        restore();
+      }
+    } finally {
+      await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+      await admin.end();
+    }
+    await assertUnchanged();
+  });
 });

@@ -7,10 +7,10 @@ export interface ApiResponse {
   text: string;
 }
 
-/** A caller of the running app's HTTP API with the deployment's tenant header. */
-export function appApi(d: ResolvedDeployment) {
+/** A caller of the running app's HTTP API with the deployment's tenant header (or `tenantId`'s). */
+export function appApi(d: ResolvedDeployment, tenantId?: string) {
   const base = baseUrlOf(d);
-  const tenant = d.profile.smoke.tenant;
+  const tenant = tenantId ?? d.profile.smoke.tenant;
   return async (method: string, route: string, token?: string, body?: unknown): Promise<ApiResponse> => {
     const headers: Record<string, string> = { 'x-tenant-id': tenant };
     if (token) headers.authorization = `Bearer ${token}`;

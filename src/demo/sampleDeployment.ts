@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createSampleTarget, type SampleTarget } from '../../test/fixtures/sample-target/generate.js';
-import { createBeamTarget, type BeamTarget } from '../../test/fixtures/beam-target/generate.js';
+import { SAMPLE_ALLOW_REBUILD_CONFIG, createSampleTarget, type SampleTarget } from '../../test/fixtures/sample-target/generate.js';
+import { BEAM_ALLOW_REBUILD_CONFIG, createBeamTarget, type BeamTarget } from '../../test/fixtures/beam-target/generate.js';
 import { releaseCommandRuntime, releaseNodeName } from './beamProfile.js';
 import { setProfilePath } from '../activities/deployment.js';
 import { buildRelease, migrateDatabase } from '../activities/toolchain.js';
@@ -43,6 +43,15 @@ export interface SampleDeploymentOptions {
   model?: 'source' | 'release';
   /** Leave the service accounts out of the profile (to test the release model's refusal). */
   withoutServiceAccounts?: boolean;
+  /**
+   * The operator's production config allows projection rebuilds (default true: the narrow path
+   * needs them). DecisionGraph reads `admin_controls: %{allow_rebuild: ...}` from its config files
+   * at compile time (off in prod, no environment variable), so the target's versions carry it in
+   * beam/config/prod.exs; false leaves the stock config (rebuilds refused with 403).
+   */
+  allowRebuild?: boolean;
+  /** The smoke admin token's service-account permissions (default projection_replay, projection_rebuild, workflow_export). */
+  adminPermissions?: string[];
   /** Marks the install as a disposable demo (allows `mix dg.release.validate`). */
   disposableDemo?: boolean;
   /** `stand-in` (default: the Node imitation of mix and the app) or `beam` (the real Elixir target, test/fixtures/beam-target). */
@@ -58,7 +67,11 @@ function secretValue(label: string): string {
 export async function createSampleDeployment(opts: SampleDeploymentOptions): Promise<SampleDeployment> {
   const name = opts.name ?? 'sample';
   mkdirSync(opts.dir, { recursive: true });
-  const target = opts.target === 'beam' ? await createBeamTarget({ dir: path.join(opts.dir, 'target') }) : await createSampleTarget({ dir: path.join(opts.dir, 'target') });
+  const prodConfig = opts.allowRebuild === false ? undefined : SAMPLE_ALLOW_REBUILD_CONFIG;
+  const target =
+    opts.target === 'beam'
+      ? await createBeamTarget({ dir: path.join(opts.dir, 'target'), prodConfig: prodConfig && BEAM_ALLOW_REBUILD_CONFIG })
+      : await createSampleTarget({ dir: path.join(opts.dir, 'target'), prodConfig });
   const releaseNode = releaseNodeName(name, opts.port);
   const secretsDir = path.join(opts.dir, 'secrets');
   mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
@@ -75,7 +88,7 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
     operator_console_account_id: 'ops-admin',
     service_accounts: [
       { account_id: 'ops-reader', token: secrets.readerToken, roles: ['reader'], tenant_ids: ['default'] },
-      { account_id: 'ops-admin', token: secrets.adminToken, roles: ['admin'], tenant_ids: ['default', '*'], permissions: ['projection_replay', 'projection_rebuild', 'workflow_export'] },
+      { account_id: 'ops-admin', token: secrets.adminToken, roles: ['admin'], tenant_ids: ['default', '*'], permissions: opts.adminPermissions ?? ['projection_replay', 'projection_rebuild', 'workflow_export'] },
     ],
   };
   const file = (n: string, v: string) => {
@@ -118,8 +131,6 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
             POOL_SIZE: '5',
             DG_FIXTURE_COMPILE_MS: String(opts.compileMs ?? 300),
             DG_FIXTURE_PROJECTOR_INTERVAL_MS: '200',
-            // The app refuses rebuild replays in prod unless enabled; the narrow path needs them.
-            DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true',
             ...(opts.target === 'beam' ? { RELEASE_NODE: releaseNode } : {}),
           },
           secretEnv: {

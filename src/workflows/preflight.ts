@@ -68,6 +68,8 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
       'smoke checks',
     ],
     ...(inspection.warnings?.length ? { warnings: inspection.warnings } : {}),
+    // Pure data from the recorded inspection (no command): older runs' inspections have none.
+    ...(inspection.checks?.length ? { checks: inspection.checks } : {}),
   };
   return { inspection, target, plan, baselineSmoke };
 }

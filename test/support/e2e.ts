@@ -47,7 +47,7 @@ export interface E2eDeployment extends SampleDeployment {
 export async function createE2eDeployment(
   temporal: TestTemporal,
   label: string,
-  opts: { layout?: 'releases' | 'in-place'; approvalTimeout?: string; model?: 'source' | 'release'; withoutServiceAccounts?: boolean; target?: 'stand-in' | 'beam'; runtimeAdapter?: 'process' | 'command' } = {},
+  opts: { layout?: 'releases' | 'in-place'; approvalTimeout?: string; model?: 'source' | 'release'; withoutServiceAccounts?: boolean; target?: 'stand-in' | 'beam'; runtimeAdapter?: 'process' | 'command'; databaseUrlScheme?: 'postgres' | 'ecto'; allowRebuild?: boolean; adminPermissions?: string[] } = {},
 ): Promise<E2eDeployment> {
   const db = await createTestDatabase(label);
   const dir = mkdtempSync(path.join(os.tmpdir(), `dgu-${label}-`));
