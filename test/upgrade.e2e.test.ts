@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { assertNoSecrets, createE2eDeployment, databaseFacts, getJson, historyText, type E2eDeployment } from './support/e2e.js';
 import { factsOfBackupFile, startWarmTraffic } from './support/liveRun.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
@@ -39,6 +40,28 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s', () => {
     // Still serving v0.1.0 while it waits.
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
 
+    // The workflow inbox changes while the upgrade waits, as on a busy install (issue 18): the
+    // baseline listed wf-default-0003 and wf-default-0005; one is approved (closed), and 12 new
+    // urgent items push the other (normal priority) out of the top 12. Neither is lost data.
+    const baselineWorkflows = startedJson.status.baselineSmoke?.observations?.workflowIds ?? [];
+    assert.deepEqual(baselineWorkflows, ['wf-default-0003', 'wf-default-0005'], 'the baseline saw the open inbox');
+    const baselineCheck = startedJson.status.baselineSmoke.checks.find((c: any) => c.name === 'traces-workflows');
+    assert.match(baselineCheck.reason, /routes that write/, 'the baseline says its workflow read is not read-only');
+    const db = new pg.Client({ connectionString: d.databaseUrl });
+    await db.connect();
+    try {
+      await db.query(`UPDATE dg_workflow_runtime SET status = 'approved', current_decision = 'approve', updated_at = now() WHERE workflow_id = 'wf-default-0003'`);
+      for (let i = 0; i < 12; i++) {
+        await db.query(
+          `INSERT INTO dg_workflow_runtime (workflow_id, tenant_id, trace_id, title, status, priority, requested_at, sla_due_at)
+           VALUES ($1, 'default', 'trace-default-0002', 'urgent review during the upgrade', 'requested', 'urgent', now(), now() + interval '1 hour')`,
+          [`wf-urgent-${i}`],
+        );
+      }
+    } finally {
+      await db.end();
+    }
+
     const approved = await d.cli(['approve', d.name, '--plan-hash', startedJson.status.planHash, '--comment', 'e2e']);
     assert.equal(approved.exitCode, 0, approved.stderr);
 
@@ -50,6 +73,9 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s', () => {
     assert.ok(status.smoke.passed);
     assert.equal(status.smoke.checks.length, 5);
     for (const c of status.smoke.checks) assert.ok(c.passed, `${c.name}: ${c.reason}`);
+    const wfCheck = status.smoke.checks.find((c: any) => c.name === 'traces-workflows');
+    assert.match(wfCheck.reason, /2 of the 2 workflows listed before left the inbox and still exist: 1 changed state \(1 approved\), 1 still open outside the top 12/);
+    t.diagnostic(`traces-workflows: ${wfCheck.reason}`);
 
     const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
     assert.equal(health.status, 200);
