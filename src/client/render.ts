@@ -1,5 +1,6 @@
 import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../domain/types.js';
 import { renderProgress } from './progress.js';
+import { isUnreleased } from '../domain/releaseNotesParser.js';
 
 const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-' };
 
@@ -22,7 +23,8 @@ export function renderPlan(plan: UpgradePlan, hash: string): string {
     `  migrations pending: ${plan.pendingMigrations.length ? plan.pendingMigrations.map((m) => `${m.version}_${m.name}`).join(', ') : 'none'}`,
   ];
   for (const note of plan.releaseNotes) {
-    lines.push(`  release notes ${note.version}:`);
+    const unreleased = isUnreleased(note) ? ' (from the target\'s "## Migration Notes: Unreleased" block: notes gathered since the last versioned block, not yet filed under a version)' : '';
+    lines.push(`  release notes ${note.version}${unreleased}:`);
     for (const [label, items] of [['Summary', note.summary], ['Impact', note.impact], ['Required Actions', note.requiredActions], ['Rollback', note.rollback]] as const) {
       if (items.length) lines.push(`    ${label}:`, ...items.map((i) => `      - ${i}`));
     }
