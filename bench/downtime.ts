@@ -1,15 +1,24 @@
 /**
- * Benchmark: downtime of dg-upgrade next to the seed guide's steps done literally by a shell
- * script (bench/guide-baseline.sh: stop, pg_dump, checkout, deps.get, compile, migrate, start),
- * interleaved, on databases of about 8, 128 and 1024 MiB; plus the downtime of dg-upgrade's
- * rollback at each size. Sample target v0.1.0 -> v0.2.0, 1.5 s compile, a 20 Hz prober on
- * /api/healthz. Downtime: last 200 before the first failed probe to the first 200 after the last.
- *   node dist/bench/downtime.js [pairs=3] [sizes=8,128,1024]
+ * Benchmark (issue 19): downtime of dg-upgrade next to two baselines done by a shell script,
+ * interleaved (the order rotating per pair), on databases of about 8, 1024 and 4096 MiB:
+ *   - guide: the seed guide's steps done literally (bench/guide-baseline.sh: stop, pg_dump,
+ *     checkout, deps.get, compile, migrate, start);
+ *   - online-dump: pg_dump while the old version still serves, then the guide's steps
+ *     (bench/online-dump-baseline.sh): short downtime, but the writes after the dump are not in
+ *     the backup.
+ * Plus dg-upgrade's rollback downtime at each size, the upgrade's `backup` step (the frozen copy,
+ * CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY, inside the downtime) against a raw
+ * CREATE DATABASE ... TEMPLATE <gold> STRATEGY FILE_COPY of the same database timed here (the
+ * floor on this disk), the rollback's steps, and the worker's peak RSS (VmHWM).
+ * Sample target v0.1.0 -> v0.2.0, 1.5 s compile, a 20 Hz prober on /api/healthz. Downtime: last
+ * 200 before the first failed probe to the first 200 after the last.
+ *   node dist/bench/downtime.js [pairs=3] [sizes=8,1024,4096]
  * The bulk rows are generated once per size into a template database and copied per run
- * (CREATE DATABASE ... TEMPLATE); every database it creates is dropped at the end.
+ * (CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY); every database it creates is dropped at the end.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { runDirOf, getDeployment, loadProfileFile } from '../src/config/profile.js';
@@ -18,15 +27,16 @@ import { setProfilePath } from '../src/activities/deployment.js';
 import { createE2eDeployment, editProfile, PROJECT_ROOT, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
 import { ADMIN_DATABASE_URL, dropDatabasesWithPrefix } from '../test/support/postgres.js';
 import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
-import { downtimeOf, median, startProber, type Probe } from './support/healthProber.js';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { PAYLOAD_CONVERTER_PATH, WORKFLOWS_PATH } from '../src/worker/bundle.js';
+import { WORKFLOW_BUNDLE_ENV } from '../src/worker/workflowCode.js';
+import { downtimeOf, median, medianRange, startProber } from './support/healthProber.js';
 
 const pairs = Number(process.argv[2] ?? 3);
-const sizes = (process.argv[3] ?? '8,128,1024').split(',').map(Number);
+const sizes = (process.argv[3] ?? '8,1024,4096').split(',').map(Number);
 const COMPILE_MS = '1500';
 const BYTES_PER_ROW = 820; // measured: realistic envelopes with their indexes
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const downtimeMs = (probes: Probe[]): number => downtimeOf(probes).downtime;
 
 async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = ADMIN_DATABASE_URL): Promise<T> {
   const c = new pg.Client({ connectionString: url });
@@ -77,57 +87,166 @@ async function sizeMiB(db: string): Promise<number> {
   return admin(async (c) => Number((await c.query('SELECT pg_database_size($1)::bigint AS n', [db])).rows[0].n) / 1024 / 1024);
 }
 
-/** A deployment whose database is a copy of `template` (v0.1.0 migrated, bulk rows), serving v0.1.0. */
-async function deploymentFrom(temporal: TestTemporal, label: string, template: string): Promise<E2eDeployment> {
+/**
+ * A deployment whose database is a copy of `template` (v0.1.0 migrated, bulk rows), serving v0.1.0.
+ * The copy is the raw floor of the frozen copy: a CHECKPOINT (untimed, as dg-upgrade's own
+ * checkpointBeforeStop), then CREATE DATABASE ... TEMPLATE <gold> STRATEGY FILE_COPY, timed.
+ */
+async function deploymentFrom(temporal: TestTemporal, label: string, template: string): Promise<{ d: E2eDeployment; rawCopyMs: number }> {
   const d = await createE2eDeployment(temporal, label);
-  editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = COMPILE_MS));
-  await admin(async (c) => {
-    await c.query(`DROP DATABASE "${d.db.name}" WITH (FORCE)`);
-    await c.query(`CREATE DATABASE "${d.db.name}" TEMPLATE "${template}"`);
-  });
-  await d.bootstrap();
-  await waitCaughtUp(d, 120_000);
-  return d;
+  let rawCopyMs = NaN;
+  try {
+    editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = COMPILE_MS));
+    await admin(async (c) => {
+      await c.query(`DROP DATABASE "${d.db.name}" WITH (FORCE)`);
+      await c.query('CHECKPOINT');
+      const t0 = performance.now();
+      await c.query(`CREATE DATABASE "${d.db.name}" TEMPLATE "${template}" STRATEGY FILE_COPY`);
+      rawCopyMs = Math.round(performance.now() - t0);
+    });
+    await d.bootstrap();
+    await waitCaughtUp(d, 600_000);
+  } catch (err) {
+    await d.dispose().catch(() => {});
+    throw err;
+  }
+  return { d, rawCopyMs };
 }
+
+/** Peak RSS (VmHWM) of a live process in bytes, undefined when it is gone. */
+function peakRssBytes(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Samples (2 Hz) the current RSS of the worker's descendants, max per command name: the worker
+ * spawns pg_dump/pg_restore, git, mix and the app itself; they are not the worker's RSS, but the
+ * table says what they reached. The app server (started detached by the runtime adapter) is
+ * reported by name like the rest.
+ */
+function startChildSampler(rootPid: number | undefined): { stop(): Map<string, number> } {
+  const peak = new Map<string, number>();
+  if (!rootPid) return { stop: () => peak };
+  const tick = () => {
+    const parent = new Map<number, number>();
+    const comm = new Map<number, string>();
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const st = readFileSync(`/proc/${e}/stat`, 'utf8');
+        const close = st.lastIndexOf(')');
+        comm.set(Number(e), st.slice(st.indexOf('(') + 1, close));
+        parent.set(Number(e), Number(st.slice(close + 2).split(' ')[1]));
+      } catch { /* gone */ }
+    }
+    for (const [pid, name] of comm) {
+      let p = parent.get(pid);
+      let depth = 0;
+      while (p && p !== rootPid && depth++ < 64) p = parent.get(p);
+      if (p !== rootPid) continue;
+      try {
+        const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+        if (m) peak.set(name, Math.max(peak.get(name) ?? 0, Number(m[1]) * 1024));
+      } catch { /* gone */ }
+    }
+  };
+  const timer = setInterval(tick, 500);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+type Kind = 'dg' | 'guide' | 'online';
+const KINDS: readonly Kind[] = ['dg', 'guide', 'online'];
+const KIND_LABEL: Record<Kind, string> = { dg: 'dg-upgrade', guide: 'guide by hand', online: 'online-dump' };
 
 interface Run {
   downtime: number;
+  failedProbes: number;
   total: number;
+  rawCopyMs: number;
   rollbackDowntime?: number;
   rollbackTotal?: number;
-  steps?: string;
+  /** Upgrade steps' durationMs (dg) or the script's phases (baselines). */
+  steps: Record<string, number>;
+  rollbackSteps?: Record<string, number>;
+  workerPeakRss?: number;
+  /** VmHWM once the worker serves, before the upgrade: what its start cost. */
+  workerStartRss?: number;
+  /** Where the worker's workflow code came from (its log line). */
+  workerCodeOrigin?: string;
+  childPeaks?: Map<string, number>;
 }
 
+const stepsOf = (status: any, names?: readonly string[]): Record<string, number> =>
+  Object.fromEntries(
+    ((status?.steps ?? []) as Array<{ name: string; durationMs?: number }>)
+      .filter((st) => typeof st.durationMs === 'number' && (!names || names.includes(st.name)))
+      .map((st) => [st.name, st.durationMs!]),
+  );
+
 async function dgUpgradeRun(temporal: TestTemporal, label: string, template: string): Promise<Run> {
-  const d = await deploymentFrom(temporal, label, template);
+  const { d, rawCopyMs } = await deploymentFrom(temporal, label, template);
+  let workerPid: number | undefined;
+  let sampler: ReturnType<typeof startChildSampler> | undefined;
+  let run: Omit<Run, 'workerPeakRss' | 'childPeaks' | 'workerStartRss' | 'workerCodeOrigin'> | undefined;
+  let workerPeakRss: number | undefined;
+  let workerStartRss: number | undefined;
+  let workerCodeOrigin: string | undefined;
+  let childPeaks: Map<string, number> | undefined;
+  let workerLog: string | undefined;
   try {
-    await d.startWorker();
+    // The workflow code bundled once by the bench (as setup does), not webpack at each worker start.
+    const worker = await d.startWorker({ [WORKFLOW_BUNDLE_ENV]: workflowBundleFile });
+    workerPid = worker.child.pid;
+    workerLog = worker.logFile;
+    workerStartRss = peakRssBytes(workerPid);
+    sampler = startChildSampler(workerPid);
     let prober = startProber(d.port);
     const started = Date.now();
     const up = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow', '--json']);
     const total = Date.now() - started;
     await sleep(300);
-    const downtime = downtimeMs(await prober.stop());
+    const upDown = downtimeOf(await prober.stop());
     if (up.exitCode !== 0) throw new Error(`upgrade failed: ${up.stdout.slice(-2000)} ${up.stderr}`);
-    const steps = (JSON.parse(up.stdout).status.steps as Array<{ name: string; durationMs?: number }>)
-      .filter((s) => ['stopOld', 'backup', 'migrate', 'startNew', 'smoke', 'portableBackup'].includes(s.name))
-      .map((s) => `${s.name}=${s.durationMs}`)
-      .join(' ');
+    const steps = stepsOf(JSON.parse(up.stdout).status, ['build', 'stopOld', 'backup', 'migrate', 'startNew', 'smoke', 'portableBackup']);
     prober = startProber(d.port);
     const rbStarted = Date.now();
     const rb = await d.cli(['rollback', '--deployment', d.name, '--follow', '--json']);
     const rollbackTotal = Date.now() - rbStarted;
     await sleep(300);
-    const rollbackDowntime = downtimeMs(await prober.stop());
+    const rollbackDowntime = downtimeOf(await prober.stop()).downtime;
     if (rb.exitCode !== 0) throw new Error(`rollback failed: ${rb.stdout.slice(-2000)} ${rb.stderr}`);
-    return { downtime, total, rollbackDowntime, rollbackTotal, steps };
+    let rollbackSteps: Record<string, number> = {};
+    try {
+      rollbackSteps = stepsOf(JSON.parse(rb.stdout).status);
+    } catch (err) {
+      process.stderr.write(`# rollback --json output not parsed: ${(err as Error).message}\n`);
+    }
+    run = { downtime: upDown.downtime, failedProbes: upDown.failed, total, rawCopyMs, rollbackDowntime, rollbackTotal, steps, rollbackSteps };
   } finally {
+    // Right before dispose: the worker's peak RSS over its whole life (upgrade and rollback).
+    workerPeakRss = peakRssBytes(workerPid);
+    childPeaks = sampler?.stop();
+    try {
+      workerCodeOrigin = /workflow code build \S+ \(from ([^)]+)\)/.exec(readFileSync(workerLog!, 'utf8'))?.[1];
+    } catch { /* no log */ }
     await d.dispose();
   }
+  return { ...run!, workerPeakRss, workerStartRss, workerCodeOrigin, childPeaks };
 }
 
-async function baselineRun(temporal: TestTemporal, label: string, template: string): Promise<Run> {
-  const d = await deploymentFrom(temporal, label, template);
+async function baselineRun(temporal: TestTemporal, label: string, template: string, script: string): Promise<Run> {
+  const { d, rawCopyMs } = await deploymentFrom(temporal, label, template);
   const newPidfile = path.join(d.dir, 'baseline.pid');
   try {
     setProfilePath(d.profilePath);
@@ -146,18 +265,28 @@ async function baselineRun(temporal: TestTemporal, label: string, template: stri
       RUNTIME_LOG: path.join(d.dir, 'baseline-runtime.log'),
       GIT_CONFIG_GLOBAL: '/dev/null',
     };
-    (await import('node:fs')).writeFileSync(env.PIDFILE, String(record.pid));
+    writeFileSync(env.PIDFILE, String(record.pid));
     const prober = startProber(d.port);
     const started = Date.now();
+    let out = '';
     const code = await new Promise<number>((resolve) => {
-      const child = spawn('bash', [path.join(PROJECT_ROOT, 'bench', 'guide-baseline.sh')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      const child = spawn('bash', [path.join(PROJECT_ROOT, 'bench', script)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+      child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
       child.once('exit', (c) => resolve(c ?? 1));
     });
     const total = Date.now() - started;
     await sleep(300);
-    const downtime = downtimeMs(await prober.stop());
-    if (code !== 0) throw new Error(`guide-baseline.sh exited with ${code}`);
-    return { downtime, total };
+    const down = downtimeOf(await prober.stop());
+    if (code !== 0) throw new Error(`${script} exited with ${code}`);
+    // The script's phases: "<ms> <phase> ..." lines, each phase until the next line.
+    const marks = out
+      .split('\n')
+      .map((l) => /^(\d{13}) (\S+)/.exec(l))
+      .filter((m): m is RegExpExecArray => !!m)
+      .map((m) => ({ at: Number(m[1]), phase: m[2]! }));
+    const steps: Record<string, number> = {};
+    for (let i = 0; i + 1 < marks.length; i++) steps[marks[i]!.phase] = marks[i + 1]!.at - marks[i]!.at;
+    return { downtime: down.downtime, failedProbes: down.failed, total, rawCopyMs, steps };
   } finally {
     if (existsSync(newPidfile)) {
       const pid = Number(readFileSync(newPidfile, 'utf8'));
@@ -168,9 +297,32 @@ async function baselineRun(temporal: TestTemporal, label: string, template: stri
   }
 }
 
+const runOf = (which: Kind, temporal: TestTemporal, label: string, gold: string): Promise<Run> =>
+  which === 'dg'
+    ? dgUpgradeRun(temporal, label, gold)
+    : baselineRun(temporal, label, gold, which === 'guide' ? 'guide-baseline.sh' : 'online-dump-baseline.sh');
+
+const fmtSteps = (steps: Record<string, number> | undefined) =>
+  Object.entries(steps ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+const MB = (bytes: number) => bytes / 1e6;
+
+interface Row {
+  requested: number;
+  size: number;
+  runs: Record<Kind, Run[]>;
+}
+
+const benchStarted = Date.now();
+const workflowBundleFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'dgu-bench-bundle-')), 'workflow-bundle.js');
+writeFileSync(
+  workflowBundleFile,
+  (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: new DefaultLogger('WARN') })).code,
+);
 const temporal = await startTestTemporal();
 const goldPrefix = `dgu_benchgold_${process.pid}`;
-const rows: Array<{ size: number; dg: Run[]; guide: Run[] }> = [];
+const rows: Row[] = [];
 try {
   for (const size of sizes) {
     // The template: a bootstrapped v0.1.0 database (migrations, seed, projections caught up) plus bulk rows.
@@ -181,21 +333,32 @@ try {
       await waitCaughtUp(g);
       await g.stopRuntime();
       await fillEventLog(g.db.name, size);
-      await admin((c) => c.query(`CREATE DATABASE "${gold}" TEMPLATE "${g.db.name}"`));
+      await admin(async (c) => {
+        await c.query('CHECKPOINT');
+        await c.query(`CREATE DATABASE "${gold}" TEMPLATE "${g.db.name}" STRATEGY FILE_COPY`);
+      });
     } finally {
       await g.dispose();
     }
     const actual = await sizeMiB(gold);
     process.stderr.write(`# ${size} MiB: template ${gold} is ${actual.toFixed(0)} MiB\n`);
-    const row = { size: Math.round(actual), dg: [] as Run[], guide: [] as Run[] };
+    const row: Row = { requested: size, size: Math.round(actual), runs: { dg: [], guide: [], online: [] } };
     rows.push(row);
     for (let i = 0; i < pairs; i++) {
-      // Interleaved, the order alternating, so a drift of the machine hits both alike.
-      const order = i % 2 === 0 ? (['dg', 'guide'] as const) : (['guide', 'dg'] as const);
+      // Interleaved, the order rotating per pair (dg/guide/online, guide/online/dg, ...), so a drift of the machine hits all alike.
+      const order = KINDS.map((_, k) => KINDS[(k + i) % KINDS.length]!);
       for (const which of order) {
-        const r = which === 'dg' ? await dgUpgradeRun(temporal, `bdg${size}x${i}`, gold) : await baselineRun(temporal, `bgd${size}x${i}`, gold);
-        row[which].push(r);
-        process.stderr.write(`# ${size} MiB pair ${i + 1} ${which}: downtime ${r.downtime} ms, total ${r.total} ms${r.rollbackDowntime !== undefined ? `, rollback downtime ${r.rollbackDowntime} ms (total ${r.rollbackTotal} ms)` : ''}${r.steps ? `  [${r.steps}]` : ''}\n`);
+        const r = await runOf(which, temporal, `b${which.slice(0, 2)}${size}x${i}`, gold);
+        row.runs[which].push(r);
+        process.stderr.write(
+          `# ${size} MiB pair ${i + 1} ${which}: downtime ${r.downtime} ms (${r.failedProbes} failed probes), total ${r.total} ms, raw FILE_COPY ${r.rawCopyMs} ms` +
+            (r.rollbackDowntime !== undefined ? `, rollback downtime ${r.rollbackDowntime} ms (total ${r.rollbackTotal} ms)` : '') +
+            `  [${fmtSteps(r.steps)}]` +
+            (r.rollbackSteps ? `  rollback [${fmtSteps(r.rollbackSteps)}]` : '') +
+            (r.workerPeakRss !== undefined ? `  worker VmHWM ${MB(r.workerPeakRss).toFixed(1)} MB (${r.workerStartRss !== undefined ? MB(r.workerStartRss).toFixed(1) : '?'} MB once serving; code from ${r.workerCodeOrigin ?? '?'})` : '') +
+            (r.childPeaks?.size ? `  children peak RSS MB {${[...r.childPeaks].map(([n, b]) => `${n}=${MB(b).toFixed(1)}`).join(' ')}}` : '') +
+            '\n',
+        );
       }
     }
     await dropDatabasesWithPrefix(gold);
@@ -203,14 +366,81 @@ try {
 } finally {
   await dropDatabasesWithPrefix(goldPrefix).catch(() => {});
   await temporal.dispose();
+  rmSync(path.dirname(workflowBundleFile), { recursive: true, force: true });
 }
 
-console.log(`downtime: dg-upgrade (backups.method frozen-copy) vs the guide's steps by hand (bench/guide-baseline.sh), v0.1.0 -> v0.2.0, compile ${COMPILE_MS} ms, median of ${pairs} interleaved pairs, 20 Hz prober on /api/healthz`);
-console.log('db_MiB  dg_down_ms  guide_down_ms  ratio  dg_total_ms  guide_total_ms  rollback_down_ms  rollback_total_ms');
+// ---- report ----
+const vals = (rs: Run[], f: (r: Run) => number | undefined): number[] => rs.map(f).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+/** Per pair a/b (pairs where both exist). */
+const pairRatios = (a: number[], b: number[]): number[] => a.slice(0, Math.min(a.length, b.length)).map((x, i) => x / b[i]!).filter(Number.isFinite);
+const line = (name: string, text: string) => console.log(`  ${name.padEnd(48)} ${text}`);
+const ratioText = (a: number[], b: number[]) => {
+  const r = median(a) / median(b);
+  const per = pairRatios(a, b);
+  return Number.isFinite(r) ? `${r.toFixed(2)} (ratio of medians; per pair ${medianRange(per, 2)})` : '-';
+};
+
+console.log(
+  `downtime (issue 19): dg-upgrade (backups.method frozen-copy) vs the guide's steps by hand (bench/guide-baseline.sh) vs pg_dump online before the stop (bench/online-dump-baseline.sh; ` +
+    `writes after the dump are NOT in its backup), v0.1.0 -> v0.2.0, compile ${COMPILE_MS} ms, ${pairs} interleaved triples (order rotating per pair), 20 Hz prober on /api/healthz; ` +
+    `every figure: median [min-max]; MB = 10^6 bytes; ${((Date.now() - benchStarted) / 60000).toFixed(1)} min wall clock`,
+);
+const ref = rows.find((r) => r.requested === 8) ?? rows[0];
 for (const r of rows) {
-  const dg = median(r.dg.map((x) => x.downtime));
-  const gd = median(r.guide.map((x) => x.downtime));
-  console.log(
-    `${String(r.size).padStart(6)}  ${String(dg).padStart(10)}  ${String(gd).padStart(13)}  ${(dg / gd).toFixed(2).padStart(5)}  ${String(median(r.dg.map((x) => x.total))).padStart(11)}  ${String(median(r.guide.map((x) => x.total))).padStart(14)}  ${String(median(r.dg.map((x) => x.rollbackDowntime!))).padStart(16)}  ${String(median(r.dg.map((x) => x.rollbackTotal!))).padStart(17)}`,
-  );
+  const { dg, guide, online } = r.runs;
+  console.log(`\n== ${r.size} MiB (requested ${r.requested}), n = ${dg.length}/${guide.length}/${online.length} (dg/guide/online) ==`);
+  line('upgrade downtime ms: dg-upgrade', medianRange(vals(dg, (x) => x.downtime)));
+  line('upgrade downtime ms: guide by hand', medianRange(vals(guide, (x) => x.downtime)));
+  line('upgrade downtime ms: online-dump', medianRange(vals(online, (x) => x.downtime)));
+  line('upgrade total ms: dg-upgrade', medianRange(vals(dg, (x) => x.total)));
+  line('upgrade total ms: guide by hand', medianRange(vals(guide, (x) => x.total)));
+  line('upgrade total ms: online-dump', medianRange(vals(online, (x) => x.total)));
+  line('guide pg_dump ms (inside its downtime)', medianRange(vals(guide, (x) => x.steps.pg_dump)));
+  line('online-dump pg_dump ms (before its stop)', medianRange(vals(online, (x) => x.steps.pg_dump)));
+  for (const st of ['build', 'stopOld', 'backup', 'migrate', 'startNew', 'smoke', 'portableBackup']) line(`dg upgrade step ${st} ms`, medianRange(vals(dg, (x) => x.steps[st])));
+  line('raw FILE_COPY of the same db ms (dg runs)', medianRange(vals(dg, (x) => x.rawCopyMs)));
+  line('raw FILE_COPY of the same db ms (all runs)', medianRange(vals([...dg, ...guide, ...online], (x) => x.rawCopyMs)));
+  line('rollback downtime ms: dg-upgrade', medianRange(vals(dg, (x) => x.rollbackDowntime)));
+  line('rollback total ms: dg-upgrade', medianRange(vals(dg, (x) => x.rollbackTotal)));
+  const rbNames = [...new Set(dg.flatMap((x) => Object.keys(x.rollbackSteps ?? {})))];
+  for (const st of rbNames) line(`dg rollback step ${st} ms`, medianRange(vals(dg, (x) => x.rollbackSteps?.[st])));
+  const rss = vals(dg, (x) => (x.workerPeakRss === undefined ? undefined : MB(x.workerPeakRss)));
+  line('worker peak RSS MB (VmHWM before dispose)', `${medianRange(rss, 1)}; max ${rss.length ? Math.max(...rss).toFixed(1) : '-'}`);
+  line('worker VmHWM MB once serving (before upgrade)', medianRange(vals(dg, (x) => (x.workerStartRss === undefined ? undefined : MB(x.workerStartRss))), 1));
+  const childNames = [...new Set(dg.flatMap((x) => [...(x.childPeaks?.keys() ?? [])]))].sort();
+  if (childNames.length)
+    line(
+      "worker's children peak RSS MB (2 Hz samples)",
+      childNames.map((n) => `${n} ${Math.max(...dg.map((x) => MB(x.childPeaks?.get(n) ?? 0))).toFixed(1)}`).join(', '),
+    );
+  console.log('  ratios:');
+  line('dg/guide upgrade downtime', ratioText(vals(dg, (x) => x.downtime), vals(guide, (x) => x.downtime)));
+  line('dg/online-dump upgrade downtime', ratioText(vals(dg, (x) => x.downtime), vals(online, (x) => x.downtime)));
+  line('backup step / raw FILE_COPY', ratioText(vals(dg, (x) => x.steps.backup), vals(dg, (x) => x.rawCopyMs)));
+  if (ref) {
+    const here = vals(dg, (x) => x.rollbackDowntime);
+    const there = vals(ref.runs.dg, (x) => x.rollbackDowntime);
+    const diff = median(here) - median(there);
+    const lo = Math.min(...here) - Math.max(...there);
+    const hi = Math.max(...here) - Math.min(...there);
+    line(`rollback downtime vs ${ref.size} MiB, ms`, Number.isFinite(diff) ? `${diff >= 0 ? '+' : ''}${diff.toFixed(0)} (difference of medians; worst-case spread [${lo.toFixed(0)}..${hi.toFixed(0)}])` : '-');
+  }
+}
+
+// The acceptance's three checks, on the medians.
+console.log('\nacceptance (issue 19), on medians:');
+const big = rows.filter((r) => r.requested >= 1024);
+const ref8 = rows.find((r) => r.requested === 8);
+for (const r of rows.filter((x) => x !== ref8 && ref8)) {
+  const diff = median(vals(r.runs.dg, (x) => x.rollbackDowntime)) - median(vals(ref8!.runs.dg, (x) => x.rollbackDowntime));
+  console.log(`  rollback downtime at ${r.size} MiB within 2 s of the one at ${ref8!.size} MiB: ${diff.toFixed(0)} ms -> ${Math.abs(diff) <= 2000 ? 'yes' : 'NO'}`);
+}
+for (const r of big) {
+  const ratio = median(vals(r.runs.dg, (x) => x.steps.backup)) / median(vals(r.runs.dg, (x) => x.rawCopyMs));
+  console.log(`  backup step within 1.5x the raw FILE_COPY at ${r.size} MiB: ${ratio.toFixed(2)} -> ${ratio <= 1.5 ? 'yes' : 'NO'}`);
+}
+for (const r of rows) {
+  const rss = vals(r.runs.dg, (x) => (x.workerPeakRss === undefined ? undefined : MB(x.workerPeakRss)));
+  const max = rss.length ? Math.max(...rss) : NaN;
+  console.log(`  worker peak RSS under 300 MB at ${r.size} MiB: max ${max.toFixed(1)} MB -> ${max < 300 ? 'yes' : 'NO'}`);
 }
