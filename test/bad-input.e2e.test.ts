@@ -274,8 +274,15 @@ const cases: Case[] = [
     kind: 'secret',
     name: 'database URL file empty',
     run: () => withWorkerProfile((x) => (x.database.url = { fromFile: secretFile('empty-url', '') }), () => cli(['plan', '-d', d.name, '--to', 'v0.2.0'])),
-    exit: 12,
-    first: /cannot connect to the database/,
+    exit: 9,
+    first: /database\.url \(file .*empty-url\): not a URL; accepted: ecto:\/\/, postgres:\/\/, postgresql:\/\//,
+  },
+  {
+    kind: 'secret',
+    name: 'database URL of a scheme neither Ecto nor libpq takes',
+    run: () => withWorkerProfile((x) => (x.database.url = { fromFile: secretFile('mysql-url', 'mysql://postgres:pw@127.0.0.1:5432/nowhere') }), () => cli(['plan', '-d', d.name, '--to', 'v0.2.0'])),
+    exit: 9,
+    first: /database\.url \(file .*mysql-url\): scheme mysql:\/\/ is not accepted; accepted: ecto:\/\/, postgres:\/\/, postgresql:\/\//,
   },
   {
     kind: 'secret',

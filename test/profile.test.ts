@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import pg from 'pg';
+import { databaseUrl, deploymentOf, runtimeEnv, setProfilePath } from '../src/activities/deployment.js';
+import { pgToolConnection } from '../src/activities/postgres.js';
+import { databaseUrlProblem, DatabaseUrlSchema, pgUrl } from '../src/config/databaseUrl.js';
 import { loadProfileFile, parseProfileFile, ProfileError } from '../src/config/profile.js';
+import { FAILURE_TYPES } from '../src/domain/types.js';
 import { redactDatabaseUrl, redactSecrets, resolveSecret } from '../src/config/secrets.js';
 import { PROJECT_ROOT } from './support/e2e.js';
 
@@ -35,4 +42,99 @@ test('secrets are references resolved on demand, and redacted from text', () => 
   assert.throws(() => resolveSecret({ fromFile: '/nonexistent/secret' }), /cannot be read \(ENOENT\)/);
   assert.equal(redactSecrets('token=hunter22 ok', ['hunter22']), 'token=[REDACTED] ok');
   assert.equal(redactDatabaseUrl('postgres://u:pw@h:5432/db'), 'postgres://u:***@h:5432/db');
+});
+
+const ACCEPTED = /accepted: ecto:\/\/, postgres:\/\/, postgresql:\/\//;
+
+test("the guide's ecto:// DATABASE_URL is the same database as a postgresql:// URL for pg tools and node pg", () => {
+  const guide = 'ecto://decisiongraph:decisiongraph@localhost/decisiongraph_beam_prod';
+  assert.equal(databaseUrlProblem(guide), undefined);
+  assert.equal(pgUrl(guide), 'postgresql://decisiongraph:decisiongraph@localhost/decisiongraph_beam_prod');
+  assert.equal(pgUrl('ECTO://u@h:5433/db'), 'postgresql://u@h:5433/db');
+  for (const same of ['postgres://u:pw@h:5432/db', 'postgresql://u:pw@h:5432/db']) assert.equal(pgUrl(same), 'postgresql://u:pw@h:5432/db');
+  assert.equal(pgUrl(pgUrl(guide)), pgUrl(guide), 'idempotent');
+});
+
+test('a percent-encoded password survives the normalization byte for byte, and reaches pg tools and node pg decoded', () => {
+  const url = 'ecto://dg%20user:p%40ss%3Aw%2Frd%25%23x@db.internal:6543/dg_prod';
+  const pgForm = pgUrl(url);
+  assert.equal(pgForm, 'postgresql://dg%20user:p%40ss%3Aw%2Frd%25%23x@db.internal:6543/dg_prod');
+  const client = new pg.Client({ connectionString: pgForm });
+  assert.deepEqual([client.user, client.password, client.host, client.port, client.database], ['dg user', 'p@ss:w/rd%#x', 'db.internal', 6543, 'dg_prod']);
+  const tool = pgToolConnection(pgForm);
+  assert.deepEqual(tool.env, { PGPASSWORD: 'p@ss:w/rd%#x' });
+  assert.equal(tool.dbArg, 'postgresql://dg%20user@db.internal:6543/dg_prod', 'no password on the command line');
+});
+
+test("Ecto's query params: ssl=true|false becomes sslmode, the repo's own options are left out, libpq's kept", () => {
+  assert.equal(pgUrl('ecto://u:pw@h/db?ssl=true&pool_size=10&timeout=15000'), 'postgresql://u:pw@h/db?sslmode=require');
+  assert.equal(pgUrl('ecto://u:pw@h/db?ssl=false'), 'postgresql://u:pw@h/db?sslmode=disable');
+  assert.equal(pgUrl('postgres://u:pw@h/db?sslmode=verify-full&ssl=true'), 'postgresql://u:pw@h/db?sslmode=verify-full');
+  assert.equal(pgUrl('postgres://u:pw@h/db?application_name=x'), 'postgresql://u:pw@h/db?application_name=x');
+});
+
+test('the password of an ecto:// URL is redacted like any other', () => {
+  assert.equal(redactDatabaseUrl('ecto://decisiongraph:s3cr%40t@localhost/decisiongraph_beam_prod'), 'ecto://decisiongraph:***@localhost/decisiongraph_beam_prod');
+  assert.equal(redactDatabaseUrl('ecto://decisiongraph@localhost/db'), 'ecto://decisiongraph@localhost/db');
+});
+
+test('another scheme, or no host or database, is refused saying what is accepted, without quoting the password', () => {
+  for (const [url, why] of [
+    ['mysql://u:hunter22@h/db', /^scheme mysql:\/\/ is not accepted; /],
+    ['jdbc:postgresql://h/db', /^scheme jdbc: is not accepted; /],
+    ['ecto://u:hunter22@/db', /^not a valid URL \(is the host there\?/],
+    ['hunter22', /^not a URL; /],
+    ['', /^not a URL; /],
+    ['ecto://u:hunter22@h', /^the path must be the database name; /],
+    ['ecto://u:hunter22@h/db/extra', /^the path must be the database name; /],
+  ] as const) {
+    const problem = databaseUrlProblem(url);
+    assert.match(problem ?? 'accepted', why, url);
+    assert.match(problem!, ACCEPTED);
+    assert.doesNotMatch(problem!, /hunter22/);
+    assert.throws(() => pgUrl(url), ACCEPTED);
+    const parsed = DatabaseUrlSchema.safeParse(url);
+    assert.equal(parsed.success, false);
+    assert.match(parsed.error!.issues[0]!.message, ACCEPTED);
+  }
+});
+
+test('the profile refuses a DATABASE_URL in toolchain env or secretEnv: it comes from database.url (and a bad scheme is named)', () => {
+  const raw = JSON.parse(readFileSync(example, 'utf8'));
+  raw.deployments.sample.toolchain.env.DATABASE_URL = 'mysql://u:hunter22@h/db';
+  raw.deployments['systemd-install'].toolchain = { secretEnv: { DATABASE_URL: { fromEnv: 'X' } } };
+  assert.throws(() => parseProfileFile(raw, 'p.json'), (err: ProfileError) => {
+    assert.match(err.message, /deployments\.sample\.toolchain\.env\.DATABASE_URL: DATABASE_URL is given to the runtime from database\.url.*scheme mysql:\/\/ is not accepted; accepted: ecto:\/\//);
+    assert.match(err.message, /deployments\.systemd-install\.toolchain\.secretEnv\.DATABASE_URL: DATABASE_URL is given to the runtime from database\.url/);
+    assert.doesNotMatch(err.message, /hunter22/);
+    return true;
+  });
+});
+
+test('activities: the runtime gets database.url as written (ecto://), the database steps get it as postgresql://, a bad scheme is an invalid profile', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dgu-profile-'));
+  try {
+    const raw = JSON.parse(readFileSync(example, 'utf8'));
+    raw.deployments.sample.toolchain.secretEnv = {};
+    const file = path.join(dir, 'profile.json');
+    writeFileSync(file, JSON.stringify(raw));
+    setProfilePath(file);
+    process.env.DG_SAMPLE_DATABASE_URL = 'ecto://decisiongraph:p%40ss@localhost/decisiongraph_beam_prod?ssl=true';
+    const d = deploymentOf('sample');
+    assert.equal(runtimeEnv(d).DATABASE_URL, 'ecto://decisiongraph:p%40ss@localhost/decisiongraph_beam_prod?ssl=true');
+    assert.equal(databaseUrl(d), 'postgresql://decisiongraph:p%40ss@localhost/decisiongraph_beam_prod?sslmode=require');
+    process.env.DG_SAMPLE_DATABASE_URL = 'mysql://decisiongraph:hunter22@localhost/db';
+    for (const call of [() => databaseUrl(d), () => runtimeEnv(d)]) {
+      assert.throws(call, (err: ApplicationFailure) => {
+        assert.equal(err.type, FAILURE_TYPES.invalidProfile);
+        assert.equal(err.nonRetryable, true);
+        assert.match(err.message, /^database\.url \(environment variable DG_SAMPLE_DATABASE_URL\): scheme mysql:\/\/ is not accepted; accepted: ecto:\/\//);
+        assert.doesNotMatch(err.message, /hunter22/);
+        return true;
+      });
+    }
+  } finally {
+    delete process.env.DG_SAMPLE_DATABASE_URL;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { assertNoSecrets, createE2eDeployment, databaseFacts, getJson, historyText, type E2eDeployment } from './support/e2e.js';
@@ -15,11 +16,19 @@ after(async () => {
   await temporal?.dispose();
 });
 
-describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s', () => {
+/** DATABASE_URL in the environment the deployment's runtime process was started with. */
+function runtimeDatabaseUrl(d: E2eDeployment): string | undefined {
+  const { pid } = JSON.parse(readFileSync(path.join(d.profile.stateDir, 'runtime', d.name, 'runtime.json'), 'utf8'));
+  const entry = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith('DATABASE_URL='));
+  return entry?.slice('DATABASE_URL='.length);
+}
+
+describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s, database.url in the guide\'s ecto:// form', () => {
   let d: E2eDeployment;
   let traffic: Traffic | undefined;
   before(async () => {
-    d = await createE2eDeployment(temporal, 'good');
+    // As the DecisionGraph guide writes DATABASE_URL: the runtime takes it as is, the backup and every other database step as postgresql://.
+    d = await createE2eDeployment(temporal, 'good', { databaseUrlScheme: 'ecto' });
     await d.bootstrap();
     await d.startWorker();
   });
@@ -80,6 +89,9 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s', () => {
     const health = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
     assert.equal(health.status, 200);
     assert.equal(health.body.version, '0.2.0');
+    const profileUrl = Object.values(d.env).find((v) => v.includes(d.secrets.databasePassword));
+    assert.match(profileUrl ?? '', /^ecto:\/\//, "the profile's database.url is the ecto:// form");
+    assert.equal(runtimeDatabaseUrl(d), profileUrl, 'the new runtime got DATABASE_URL exactly as database.url holds it');
 
     const after = await databaseFacts(d.databaseUrl);
     assert.equal(after.versions.length, before.versions.length + 1, 'one new migration applied');

@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { getDeployment, loadProfileFile, ProfileError, type ResolvedDeployment } from '../config/profile.js';
-import { resolveSecret, SecretResolutionError, type SecretRef } from '../config/secrets.js';
+import { databaseUrlProblem, pgUrl } from '../config/databaseUrl.js';
+import { describeSecretRef, resolveSecret, SecretResolutionError, type SecretRef } from '../config/secrets.js';
 import { FAILURE_TYPES } from '../domain/types.js';
 
 let profilePath: string | undefined;
@@ -33,8 +34,17 @@ export function secret(ref: SecretRef): string {
   }
 }
 
+/** DATABASE_URL as the operator wrote it (e.g. the guide's ecto://), for the runtime and mix tasks. */
+export function runtimeDatabaseUrl(d: ResolvedDeployment): string {
+  const url = secret(d.profile.database.url);
+  const problem = databaseUrlProblem(url);
+  if (problem) throw badInput(`database.url (${describeSecretRef(d.profile.database.url)}): ${problem}`);
+  return url;
+}
+
+/** The database as a postgresql:// URL, for pg tools and node pg. */
 export function databaseUrl(d: ResolvedDeployment): string {
-  return secret(d.profile.database.url);
+  return pgUrl(runtimeDatabaseUrl(d));
 }
 
 /** Every secret value of the deployment, to scrub from anything leaving an activity. */
@@ -69,7 +79,7 @@ export function runtimeEnv(d: ResolvedDeployment): Record<string, string> {
     PHX_SERVER: 'true',
     ...d.profile.toolchain.env,
     PORT: String(d.profile.port),
-    DATABASE_URL: databaseUrl(d),
+    DATABASE_URL: runtimeDatabaseUrl(d),
   };
   for (const [name, ref] of Object.entries(d.profile.toolchain.secretEnv)) env[name] = secret(ref);
   return env;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { databaseUrlProblem } from './databaseUrl.js';
 import { SecretRefSchema } from './secrets.js';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -109,6 +110,19 @@ export const DeploymentProfileSchema = z
         secretEnv: z.record(z.string(), SecretRefSchema).default({}),
       })
       .strict()
+      .superRefine((toolchain, ctx) => {
+        // Here it would be overridden by (env) or override (secretEnv) the database the backups protect.
+        for (const where of ['env', 'secretEnv'] as const) {
+          if (!('DATABASE_URL' in toolchain[where])) continue;
+          const value = toolchain[where].DATABASE_URL;
+          const scheme = typeof value === 'string' ? databaseUrlProblem(value) : undefined;
+          ctx.addIssue({
+            code: 'custom',
+            path: [where, 'DATABASE_URL'],
+            message: `DATABASE_URL is given to the runtime from database.url, a secret reference (the URL holds a password): move it there${scheme ? `; and: ${scheme}` : ''}`,
+          });
+        }
+      })
       .default({ mix: 'mix', env: {}, secretEnv: {} }),
     recovery: z
       .object({

@@ -21,6 +21,7 @@ export interface SampleDeployment {
   profilePath: string;
   profile: ProfileFile;
   port: number;
+  /** postgres:// form, for the tests' own clients (the profile's secret may hold the ecto:// form). */
   databaseUrl: string;
   /** Environment the worker (and anything resolving the profile's secrets) needs. */
   env: Record<string, string>;
@@ -58,6 +59,8 @@ export interface SampleDeploymentOptions {
   target?: 'stand-in' | 'beam';
   /** Release model on the BEAM target: `command` runs the release's own `daemon`/`stop`/`pid` instead of `start` under the process adapter. */
   runtimeAdapter?: 'process' | 'command';
+  /** `ecto`: database.url holds the URL as the DecisionGraph guide writes DATABASE_URL (ecto://USER:PASS@HOST/DATABASE). */
+  databaseUrlScheme?: 'postgres' | 'ecto';
 }
 
 function secretValue(label: string): string {
@@ -147,7 +150,7 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
   };
   const profilePath = path.join(opts.dir, 'profile.json');
   writeFileSync(profilePath, JSON.stringify(profile, null, 2));
-  const env = { [dbEnv]: databaseUrl };
+  const env = { [dbEnv]: opts.databaseUrlScheme === 'ecto' ? databaseUrl.replace(/^[a-z]+:/, 'ecto:') : databaseUrl };
 
   const withProfile = async <T>(fn: () => Promise<T>): Promise<T> => {
     Object.assign(process.env, env);
