@@ -740,8 +740,10 @@ test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition cha
 });
 
 test('issue 18: replay/rebuild need the permission; rebuild is compile-time config, off in prod; a non-object metadata answers 400 after both checks and writes nothing; a rebuild run belongs to the x-tenant-id tenant', async () => {
+  const db = await createTestDatabase('sample_issue18');
+  databases.push(db);
   await checkout('v0.1.0');
-  await build(mainDb, false);
+  await build(db);
   const accounts = JSON.stringify({
     operator_console_account_id: 'admin-full',
     service_accounts: [
@@ -751,8 +753,8 @@ test('issue 18: replay/rebuild need the permission; rebuild is compile-time conf
     ],
   });
   const probe = (mode: string) => ({ mode, projection: 'all', reason: 'probe', metadata: 'not-an-object' });
-  const runsNow = async () => (await sql<{ n: number }>(mainDb, 'SELECT COUNT(*)::int AS n FROM dg_projection_runs'))[0]!.n;
-  let server = await startServer(prodEnv(mainDb, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts }));
+  const runsNow = async () => (await sql<{ n: number }>(db, 'SELECT COUNT(*)::int AS n FROM dg_projection_runs'))[0]!.n;
+  let server = await startServer(prodEnv(db, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts }));
   try {
     const before = await runsNow();
     const none = await api(server, '/api/v1/admin/replays', { token: 'tok-none', method: 'POST', body: probe('catch_up') });
@@ -775,7 +777,7 @@ test('issue 18: replay/rebuild need the permission; rebuild is compile-time conf
     assert.equal(await stopServer(server), 0);
   }
   // An environment variable does not turn rebuilds on; the operator's prod.exs does.
-  server = await startServer(prodEnv(mainDb, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts, DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
+  server = await startServer(prodEnv(db, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts, DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true' }));
   try {
     const r = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: probe('rebuild') });
     assert.equal(r.status, 403, r.text);
@@ -783,8 +785,8 @@ test('issue 18: replay/rebuild need the permission; rebuild is compile-time conf
     assert.equal(await stopServer(server), 0);
   }
   await withRebuildConfig(async () => {
-    await build(mainDb, false);
-    server = await startServer(prodEnv(mainDb, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts }));
+    await build(db, false);
+    server = await startServer(prodEnv(db, { DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: accounts }));
     try {
       const r = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: probe('rebuild') });
       assert.equal(r.status, 400, r.text);

@@ -163,7 +163,9 @@ const Client0 = pg.Client;
 describe('refused at plan time, nothing stopped (issue 18)', { concurrency: 1 }, () => {
   test('smoke admin token without projection_replay, narrow path where rebuilds are off: plan and upgrade refused, naming the fixes', async () => {
     // Stock production config (rebuilds off) and an admin token with projection_rebuild but not projection_replay.
-    const p = await createE2eDeployment(temporal, 'perms', { allowRebuild: false, adminPermissions: ['projection_rebuild', 'workflow_export'] });
+    // Its own Temporal server: the suite's worker serves the suite's deployment only.
+    const t2 = await startTestTemporal();
+    const p = await createE2eDeployment(t2, 'perms', { allowRebuild: false, adminPermissions: ['projection_rebuild', 'workflow_export'] });
     try {
       await p.bootstrap();
       await p.startWorker();
@@ -199,6 +201,7 @@ describe('refused at plan time, nothing stopped (issue 18)', { concurrency: 1 },
       assert.equal(now.eventLogChecksum, before.eventLogChecksum);
     } finally {
       await p.dispose();
+      await t2.dispose();
     }
   });
 
