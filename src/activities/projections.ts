@@ -6,6 +6,7 @@ import { tenantsWithProjections } from './appChecks.js';
 import { databaseUrl, deploymentOf, secret } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import { eventLogHead, migrationVersions, withDatabase } from './postgres.js';
+import { adminPollDelayMs } from './rateLimit.js';
 import { findManifest } from './restore.js';
 
 export const PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'] as const;
@@ -47,10 +48,13 @@ export function rebuildProjection(deployment: string, projection: string): Promi
     for (const tenant of tenants) {
       const call = appApi(d, tenant);
       let jobId: string | undefined;
-      while (!jobId) {
-        const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'rebuild', projection, reason: 'dg-upgrade rebuild-projections', until_log_seq: head, metadata: { by: 'dg-upgrade' } });
+      // Admin routes: 60 requests a minute per account and tenant (DecisionGraph's rate_limiter.ex),
+      // so re-admissions and status reads follow adminPollDelayMs (at most 20 a minute) and a 429
+      // is waited out up to the deadline (appApi).
+      for (let n = 0; !jobId; n++) {
+        const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'rebuild', projection, reason: 'dg-upgrade rebuild-projections', until_log_seq: head, metadata: { by: 'dg-upgrade' } }, { deadline });
         if (r.status === 202) jobId = r.body?.data?.run?.job_id;
-        else if (r.status === 409 && Date.now() < deadline) await sleep(500); // another replay runs: wait for it
+        else if (r.status === 409 && Date.now() < deadline) await sleep(adminPollDelayMs(n)); // another replay runs: wait for it
         else if (r.status === 403) {
           const done = Object.keys(jobs);
           throw ApplicationFailure.nonRetryable(
@@ -59,14 +63,14 @@ export function rebuildProjection(deployment: string, projection: string): Promi
           );
         } else throw ApplicationFailure.nonRetryable(`rebuild admission of ${projection} for tenant ${tenant} answered ${errorOf(r)}`);
       }
-      for (;;) {
-        const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(jobId)}`, admin);
+      for (let n = 0; ; n++) {
+        const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(jobId)}`, admin, undefined, { deadline });
         const status = r.body?.data?.run?.status ?? r.body?.data?.status;
         heartbeat({ projection, tenant, jobId, status });
         if (status === 'completed') break;
         if (status === 'failed' || status === 'cancelled') throw ApplicationFailure.nonRetryable(`rebuild ${jobId} of ${projection} for tenant ${tenant} ended ${status}`);
         if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`rebuild ${jobId} of ${projection} for tenant ${tenant} still ${status} at the deadline`);
-        await sleep(300);
+        await sleep(adminPollDelayMs(n));
       }
       jobs[tenant] = jobId;
     }

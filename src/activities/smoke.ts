@@ -6,6 +6,7 @@ import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../domain
 import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
 import { withDatabase } from './postgres.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
+import { adminPollDelayMs } from './rateLimit.js';
 import { probeRuntime, runtimeAnswers } from './runtime.js';
 
 /** DecisionGraph's closed workflow statuses (workflows.ex `@terminal_statuses`); every other status is open. */
@@ -32,8 +33,8 @@ function isRefused(err: unknown): boolean {
  * A refused connection is not retried into the timeout: `gone` decides at once whether the
  * runtime died (then the check fails within about a second) or is only busy.
  */
-async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>, gone?: () => Promise<boolean>): Promise<T> {
-  for (;;) {
+async function poll<T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>, gone?: () => Promise<boolean>, pause: (poll: number) => number = () => 300): Promise<T> {
+  for (let n = 0; ; n++) {
     let result: T | CheckFailed | ProjectionSymptom;
     try {
       result = await attempt();
@@ -44,7 +45,7 @@ async function poll<T>(deadline: number, what: string, attempt: () => Promise<T 
     if (!(result instanceof CheckFailed) && !(result instanceof ProjectionSymptom)) return result;
     if (Date.now() > deadline) throw result;
     heartbeat(`smoke: ${what}: ${result.message}`);
-    await sleep(300);
+    await sleep(pause(n));
   }
 }
 
@@ -92,7 +93,7 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
     await sleep(1000);
     return !(await runtimeAnswers(deployment));
   };
-  const pollLive = <T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>) => poll(deadline, what, attempt, gone);
+  const pollLive = <T>(deadline: number, what: string, attempt: () => Promise<T | CheckFailed | ProjectionSymptom>, pause?: (poll: number) => number) => poll(deadline, what, attempt, gone, pause);
   const check = async (name: SmokeCheckResult['name'], fn: (deadline: number) => Promise<string>) => {
     const started = Date.now();
     heartbeat(`smoke: ${name}`);
@@ -161,22 +162,30 @@ async function smokeChecks(deployment: string, baseline: SmokeObservations | und
     return '200, console without error panel';
   });
 
+  // Admin routes share DecisionGraph's limit of 60 requests a minute per account and tenant
+  // (rate_limiter.ex, fixed one-minute windows) with the operator's own admin scripts, so they are
+  // polled on adminPollDelayMs (0.5, 1, 2, then every 3 s), and a 429 is waited out up to the
+  // check's deadline (appApi). Admin requests of one smoke run: this check's only, none in a
+  // readOnly baseline; usually 2-4 (one admission, 1-3 status reads of a catch_up bounded to the
+  // head); at most 25 within the check's 60 s default timeout (22 polls on that schedule, plus 3 for
+  // the second loop restarting it), i.e. under half the limit. Reader routes (600 a minute) are
+  // polled every 300 ms: at most 200 a minute.
   if (!opts.readOnly) await check('replay', async (deadline) => {
     const run = await pollLive(deadline, 'replay admission', async () => {
       // Bounded by the head the projections check saw: an unbounded catch-up under steady writes
       // only ends when the projector outruns the writers, which a loaded host may never do.
       const bound = Number.isFinite(headAtStart) ? { until_log_seq: headAtStart } : {};
-      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check', ...bound });
+      const r = await call('POST', '/api/v1/admin/replays', admin, { mode: 'catch_up', projection: 'all', reason: 'dg-upgrade smoke check', ...bound }, { deadline });
       if (r.status === 409) return new CheckFailed('a replay job is already running (409)');
       if (r.status !== 202) throw new Error(`replay admission answered ${errorOf(r)}, expected 202`);
       return r.body?.data?.run as { job_id: string };
-    });
+    }, adminPollDelayMs);
     const finalStatus = await pollLive(deadline, `replay ${run.job_id}`, async () => {
-      const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(run.job_id)}`, admin);
+      const r = await call('GET', `/api/v1/admin/replays/${encodeURIComponent(run.job_id)}`, admin, undefined, { deadline });
       const status = r.body?.data?.run?.status ?? r.body?.data?.status;
       if (status === 'completed' || status === 'failed' || status === 'cancelled') return status as string;
       return new CheckFailed(`replay ${run.job_id} is ${status ?? errorOf(r)}`);
-    });
+    }, adminPollDelayMs);
     if (finalStatus !== 'completed') throw new Error(`catch_up replay ${run.job_id} ended ${finalStatus}`);
     return `catch_up replay ${run.job_id} admitted (202) and completed`;
   });
