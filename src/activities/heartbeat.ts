@@ -49,3 +49,21 @@ export async function keepAlive<T>(what: string, fn: () => Promise<T>): Promise<
     clearInterval(ticker);
   }
 }
+
+/**
+ * Heartbeats `{ step, bytes, ofBytes }` every second while `fn` runs, `bytes` read by `measure`
+ * (a growing dump file, a restored database's size): progress for steps run by another program.
+ */
+export async function withByteProgress<T>(step: string, measure: () => Promise<number | undefined> | number | undefined, ofBytes: number | undefined, fn: () => Promise<T>): Promise<T> {
+  const tick = async () => {
+    const bytes = await Promise.resolve().then(measure).catch(() => undefined);
+    heartbeat(bytes === undefined ? step : { step, bytes, ...(ofBytes ? { ofBytes } : {}) });
+  };
+  await tick();
+  const ticker = setInterval(() => void tick(), 1000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(ticker);
+  }
+}

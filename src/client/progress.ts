@@ -14,7 +14,11 @@ export function progressText(details: unknown): string | undefined {
   if (details === undefined || details === null) return undefined;
   if (typeof details === 'string') return details;
   if (typeof details === 'object') {
-    const d = details as { step?: string; rows?: number; ofRows?: number; lastLogSeq?: number };
+    const d = details as { step?: string; rows?: number; ofRows?: number; lastLogSeq?: number; bytes?: number; ofBytes?: number };
+    if (d.step && typeof d.bytes === 'number') {
+      const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+      return `${d.step}: ${mib(d.bytes)}${d.ofBytes ? ` of ~${mib(d.ofBytes)} (~${Math.min(100, Math.floor((100 * d.bytes) / d.ofBytes))}%)` : ''}`;
+    }
     if (d.step && typeof d.rows === 'number') {
       const pct = d.ofRows ? ` (~${Math.min(100, Math.floor((100 * d.rows) / d.ofRows))}%)` : '';
       return `${d.step}: ${d.rows.toLocaleString('en-US')}${d.ofRows ? ` of ~${d.ofRows.toLocaleString('en-US')}` : ''} rows${pct}${d.lastLogSeq ? `, at log_seq ${d.lastLogSeq}` : ''}`;
