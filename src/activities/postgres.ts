@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { heartbeat } from './heartbeat.js';
+import { heartbeat, withByteProgress } from './heartbeat.js';
 import pg from 'pg';
 import { redactDatabaseUrl } from '../config/secrets.js';
 import type { ResolvedDeployment } from '../config/profile.js';
@@ -274,18 +274,18 @@ export async function dumpWithFigures(d: ResolvedDeployment, url: string, partia
   return withDatabase(url, async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = (await client.query('SELECT pg_export_snapshot() AS s')).rows[0].s as string;
-    heartbeat('pg_dump');
-    const dump = runCommand('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${partial}`, `--dbname=${dbArg}`], {
+    const size = await databaseBytes(client);
+    const dump = withByteProgress('pg_dump', () => statSync(partial).size, size, () => runCommand('pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snapshot}`, `--file=${partial}`, `--dbname=${dbArg}`], {
       cwd: dir,
       env,
       secrets: secretValues(d),
       logFile: path.join(logDirOf(d), 'backup.log'),
       exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
-    });
+    }));
     const counted = (async () => ({
       snapshot,
       database: (await client.query('SELECT current_database() AS n')).rows[0].n as string,
-      databaseBytes: await databaseBytes(client),
+      databaseBytes: size,
       migrationVersions: await migrationVersions(client),
       rowCounts: await tableRowCounts(client),
       eventLog: await eventLogMark(client, undefined, { inSnapshot: true }),

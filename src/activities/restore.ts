@@ -7,7 +7,7 @@ import { FAILURE_TYPES, type BackupManifest } from '../domain/types.js';
 import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
-import { heartbeat, keepAlive } from './heartbeat.js';
+import { heartbeat, keepAlive, withByteProgress } from './heartbeat.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
 import { settleOtherSessions } from './sessions.js';
 import {
@@ -218,15 +218,15 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
       if (state.restored) await admin.query(`DROP DATABASE ${quoteIdent(restored)} WITH (FORCE)`); // half-restored
       await admin.query(`CREATE DATABASE ${quoteIdent(restored)}`);
     });
-    heartbeat('pg_restore');
     const { dbArg, env } = pgToolConnection(urlFor(url, restored));
-    await runCommand('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${dbArg}`, manifest.file], {
+    const restoredBytes = () => withDatabase(adminUrl, async (admin) => Number((await admin.query('SELECT pg_database_size($1)::bigint AS n', [restored])).rows[0].n));
+    await withByteProgress('pg_restore', restoredBytes, manifest.databaseBytes, () => runCommand('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${dbArg}`, manifest.file], {
       cwd: path.dirname(manifest.file),
       env,
       secrets: secretValues(d),
       logFile: path.join(logDirOf(d), 'restore.log'),
       exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
-    });
+    }));
     await withDatabase(adminUrl, (admin) => admin.query(`COMMENT ON DATABASE ${quoteIdent(restored)} IS '${marker.replace(/'/g, "''")}'`));
   }
   await failpoint('restore.beforeSwap');
