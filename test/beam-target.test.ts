@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import pg from 'pg';
-import { BEAM_TAGS, createBeamTarget, type BeamTarget } from './fixtures/beam-target/generate.js';
+import { BEAM_ALLOW_REBUILD_CONFIG, BEAM_TAGS, createBeamTarget, type BeamTarget } from './fixtures/beam-target/generate.js';
 import { BASE_MIGRATIONS } from './fixtures/sample-target/generate.js';
 import { getJson } from './support/e2e.js';
 import { freePort } from './support/ports.js';
@@ -21,6 +21,8 @@ const ACCOUNTS = JSON.stringify({
     { account_id: 'reader-main', roles: ['reader'], tenant_ids: ['default'], tokens: ['reader-t'] },
     { account_id: 'writer-main', roles: ['writer'], tenant_ids: ['default'], tokens: ['writer-t'] },
     { account_id: 'admin-main', roles: ['admin'], permissions: ['projection_replay', 'projection_rebuild', 'workflow_export'], tenant_ids: ['*'], token: 'admin-t' },
+    { account_id: 'admin-replayer', roles: ['admin'], permissions: ['projection_replay'], tenant_ids: ['*'], token: 'replayer-t' },
+    { account_id: 'admin-bare', roles: ['admin'], tenant_ids: ['*'], token: 'bare-t' },
   ],
 });
 
@@ -31,7 +33,9 @@ const timings: string[] = [];
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'dgu-beam-target-'));
   const t0 = Date.now();
-  target = await createBeamTarget({ dir });
+  // Rebuilds are compile-time config, off in prod: the target carries the operator's prod.exs line
+  // that allows them (as the test deployments do); no environment variable turns them on.
+  target = await createBeamTarget({ dir, prodConfig: BEAM_ALLOW_REBUILD_CONFIG });
   timings.push(`generate ${Date.now() - t0} ms`);
 });
 after(() => {
@@ -57,7 +61,6 @@ async function checkout(tag: string, label = tag): Promise<Checkout> {
     DATABASE_URL: db.url,
     SECRET_KEY_BASE: 'test-secret-key-base',
     DECISION_GRAPH_SERVICE_ACCOUNTS_JSON: ACCOUNTS,
-    DECISION_GRAPH_ALLOW_PROJECTION_REBUILD: 'true',
     DG_FIXTURE_PROJECTOR_INTERVAL_MS: '100',
     PORT: String(port),
     RELEASE_NODE: `dg_target_${port}@127.0.0.1`,
@@ -115,9 +118,18 @@ const api = (c: Checkout, route: string, token = 'reader-t', init: RequestInit =
     text: await r.text(),
   }));
 
-async function admitReplay(c: Checkout): Promise<{ status: number; body: any }> {
-  const r = await api(c, '/api/v1/admin/replays', 'admin-t', { method: 'POST', body: JSON.stringify({ mode: 'catch_up', projection: 'all', reason: 'test' }) });
+async function admitReplay(c: Checkout, mode: 'catch_up' | 'rebuild' = 'catch_up', token = 'admin-t'): Promise<{ status: number; body: any }> {
+  const r = await api(c, '/api/v1/admin/replays', token, { method: 'POST', body: JSON.stringify({ mode, projection: 'all', reason: 'test' }) });
   return { status: r.status, body: JSON.parse(r.text) };
+}
+
+async function awaitReplay(c: Checkout, jobId: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const run = JSON.parse((await api(c, `/api/v1/admin/replays/${jobId}`, 'admin-t')).text).data.run;
+    if (run.status === 'completed') return;
+    assert.ok(i < 100, `replay still ${run.status}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 describe('v0.1.0 from source', () => {
@@ -167,13 +179,21 @@ describe('v0.1.0 from source', () => {
 
     const replay = await admitReplay(c);
     assert.equal(replay.status, 202, JSON.stringify(replay.body));
-    const jobId = replay.body.data.run.job_id;
-    for (let i = 0; ; i++) {
-      const run = JSON.parse((await api(c, `/api/v1/admin/replays/${jobId}`, 'admin-t')).text).data.run;
-      if (run.status === 'completed') break;
-      assert.ok(i < 100, `replay still ${run.status}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await awaitReplay(c, replay.body.data.run.job_id);
+
+    // Rebuilds: allowed by the operator's prod.exs line (compile-time admin_controls), and only
+    // for an account holding projection_rebuild; permissions default to [] (the real ServiceAccount).
+    assert.deepEqual(health.body.auth.admin_controls, { allow_rebuild: true, require_reason: true });
+    const rebuild = await admitReplay(c, 'rebuild');
+    assert.equal(rebuild.status, 202, JSON.stringify(rebuild.body));
+    await awaitReplay(c, rebuild.body.data.run.job_id);
+    const replayOnly = await admitReplay(c, 'rebuild', 'replayer-t');
+    assert.equal(replayOnly.status, 403);
+    assert.match(JSON.stringify(replayOnly.body), /lacks projection_rebuild permission/);
+    assert.equal((await admitReplay(c, 'catch_up', 'replayer-t')).status, 202);
+    const bare = await admitReplay(c, 'catch_up', 'bare-t');
+    assert.equal(bare.status, 403, 'an admin account without permissions may not replay');
+    assert.match(JSON.stringify(bare.body), /lacks projection_replay permission/);
 
     const trace = JSON.parse((await api(c, '/api/v1/traces/trace-default-0001')).text).data;
     assert.equal(trace.summary.event_count, 6);
@@ -351,8 +371,15 @@ describe('the other tags', () => {
     const c = await checkout('v0.2.2');
     let server: ChildProcess | undefined;
     try {
+      // This checkout runs the stock prod.exs (the operator's line taken out): rebuilds refused.
+      const prodExs = path.join(c.beamDir, 'config/prod.exs');
+      writeFileSync(prodExs, readFileSync(prodExs, 'utf8').replace(BEAM_ALLOW_REBUILD_CONFIG, ''));
       assert.equal((await mix(c, ['ecto.migrate'])).exitCode, 0);
       server = await serve(c, target.mixPath, ['phx.server']);
+      assert.deepEqual((await getJson(`http://127.0.0.1:${c.port}/api/healthz`)).body.auth.admin_controls, { allow_rebuild: false, require_reason: true });
+      const refused = await admitReplay(c, 'rebuild');
+      assert.equal(refused.status, 403);
+      assert.match(JSON.stringify(refused.body), /Projection rebuilds are disabled in this deployment/);
       const health = JSON.parse((await api(c, '/api/v1/projections/health')).text).data;
       const summary = health.projections.find((p: any) => p.projection_name === 'trace_summary');
       assert.equal(summary.open_failures, 4, 'the four decisions of tenant default failed');
