@@ -86,11 +86,22 @@ export interface DiscardCount {
 }
 
 /**
- * Events in `client`'s event log that the backup does not hold. The event log is append-only and
- * the backup's row count comes from the dump's own snapshot, so the difference is exact, even
- * for a row whose log_seq was taken before the snapshot and committed after it.
+ * Events in `client`'s event log that the backup does not hold. The event log is append-only.
+ * A frozen copy was made with no session on the source (CREATE DATABASE ... TEMPLATE refuses
+ * otherwise), so no transaction was in flight: every row up to its high-water mark is in it,
+ * and the rows it lacks are exactly those above it, counted by the primary key's range (as
+ * many rows as were discarded, not the whole log, inside the rollback's window). A pg_dump's
+ * snapshot may have missed a row whose log_seq was taken before it and committed after: there
+ * the backup's row count, from the dump's own snapshot, is subtracted from the whole count.
  */
 async function eventsNotInBackup(client: pg.Client, manifest: BackupManifest): Promise<DiscardCount> {
+  if (manifest.method === 'frozen-copy') {
+    const { rows } = await client.query(
+      `SELECT count(*)::bigint AS n, coalesce(max(log_seq), $1::bigint) AS max FROM dg_event_log WHERE log_seq > $1::bigint`,
+      [manifest.eventLog.maxLogSeq],
+    );
+    return { count: Number(rows[0].n), maxLogSeq: Number(rows[0].max), backupMaxLogSeq: manifest.eventLog.maxLogSeq };
+  }
   const { rows } = await client.query(`SELECT count(*)::bigint AS n, coalesce(max(log_seq), 0)::bigint AS max FROM dg_event_log`);
   return { count: Number(rows[0].n) - manifest.eventLog.rowCount, maxLogSeq: Number(rows[0].max), backupMaxLogSeq: manifest.eventLog.maxLogSeq };
 }
