@@ -8,7 +8,7 @@ import pg from 'pg';
 import { databaseUrl, deploymentOf, runtimeEnv, setProfilePath } from '../src/activities/deployment.js';
 import { pgToolConnection } from '../src/activities/postgres.js';
 import { databaseUrlProblem, DatabaseUrlSchema, pgUrl } from '../src/config/databaseUrl.js';
-import { loadProfileFile, parseProfileFile, ProfileError } from '../src/config/profile.js';
+import { duplicateJsonKey, loadProfileFile, parseProfileFile, ProfileError } from '../src/config/profile.js';
 import { FAILURE_TYPES } from '../src/domain/types.js';
 import { redactDatabaseUrl, redactSecrets, resolveSecret } from '../src/config/secrets.js';
 import { PROJECT_ROOT } from './support/e2e.js';
@@ -137,4 +137,61 @@ test('activities: the runtime gets database.url as written (ecto://), the databa
     delete process.env.DG_SAMPLE_DATABASE_URL;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+function withProfileText(text: string, fn: (file: string) => void): void {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dgu-profile-'));
+  try {
+    const file = path.join(dir, 'profile.json');
+    writeFileSync(file, text);
+    fn(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('approval.timeout must be a positive duration: "0s", "0ms" and "0h" are refused, naming the minimum', () => {
+  for (const timeout of ['0s', '0ms', '0h', '999ms']) {
+    const raw = JSON.parse(readFileSync(example, 'utf8'));
+    raw.deployments.sample.approval = { policy: 'required', timeout };
+    assert.throws(() => parseProfileFile(raw, 'p.json'), /deployments\.sample\.approval\.timeout: a positive duration, at least "1s"/, timeout);
+  }
+  const raw = JSON.parse(readFileSync(example, 'utf8'));
+  raw.deployments.sample.approval = { policy: 'required', timeout: '1s' };
+  assert.equal(parseProfileFile(raw, 'p.json').deployments.sample!.approval.timeout, '1s');
+});
+
+test('a key given twice in the profile JSON is refused, naming the key, where it is and the file (JSON.parse would keep the last)', () => {
+  const text = readFileSync(example, 'utf8');
+  // "port": 4100 of the sample deployment, given again with another value.
+  const doubled = text.replace('"port": 4100,', '"port": 4100, "port": 4999,');
+  assert.notEqual(doubled, text);
+  withProfileText(doubled, (file) => {
+    assert.throws(() => loadProfileFile(file), (err: ProfileError) => {
+      assert.ok(err instanceof ProfileError);
+      assert.match(err.message, /key "port" appears twice in deployments\.sample/);
+      assert.ok(err.message.includes(file), err.message);
+      return true;
+    });
+  });
+  withProfileText('{"stateDir": "/a", "stateDir": "/b", "deployments": {}}', (file) => assert.throws(() => loadProfileFile(file), /key "stateDir" appears twice in the top level/));
+  // The same key in two different objects, escaped keys and strings with braces are no duplicate.
+  assert.equal(duplicateJsonKey('{"a": {"x": 1}, "b": {"x": "}{\\"x\\":"}, "c": [{"x": 1}, {"x": 2}], "d\\"": 1, "d": 2}'), undefined);
+  assert.deepEqual(duplicateJsonKey('{"a": [{"x": 1, "y": {"z": 1, "z": 2}}]}'), { key: 'z', in: 'a.0.y' });
+  assert.deepEqual(duplicateJsonKey('{"\\u0061": 1, "a": 2}'), { key: 'a', in: '' });
+  assert.equal(duplicateJsonKey(text), undefined, 'the example has none');
+});
+
+test('two deployments of one node sharing a port or a database are refused at profile load', () => {
+  const samePort = JSON.parse(readFileSync(example, 'utf8'));
+  samePort.deployments['systemd-install'].port = samePort.deployments.sample.port;
+  assert.throws(() => parseProfileFile(samePort, 'p.json'), /deployments\.systemd-install\.port: port 4100 on node "local" is already the port of deployment "sample"/);
+  const sameDb = JSON.parse(readFileSync(example, 'utf8'));
+  sameDb.deployments['systemd-install'].database.url = { ...sameDb.deployments.sample.database.url };
+  assert.throws(() => parseProfileFile(sameDb, 'p.json'), /deployments\.systemd-install\.database\.url: the same database reference as deployment "sample"/);
+  // On another node, the same port is another machine's.
+  const otherNode = JSON.parse(readFileSync(example, 'utf8'));
+  otherNode.deployments['systemd-install'].port = otherNode.deployments.sample.port;
+  otherNode.deployments['systemd-install'].node = 'app-2';
+  assert.doesNotThrow(() => parseProfileFile(otherNode, 'p.json'));
 });

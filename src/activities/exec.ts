@@ -58,6 +58,12 @@ export class CommandFailed extends Error {
   }
 }
 
+/** Why a command could not start, e.g. "ELOOP: too many symbolic links encountered, stat '/srv/repo'". */
+function startFailure(message: string, cwd: string): string {
+  const line = message.split('\n').map((l) => l.trim()).find((l) => /^E[A-Z]+:/.test(l));
+  return line ?? `working directory ${cwd}: ${message.split('\n')[0]}`;
+}
+
 /**
  * Runs a command to completion, heartbeating every few seconds with the last output line
  * (so a dead worker is noticed and the UI shows progress), and returns its redacted output.
@@ -101,7 +107,15 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
     if (result.isCanceled) throw new CancelledFailure(`\`${label}\` stopped: the activity was cancelled`);
     if (result.failed) {
       const tail = output.split('\n').slice(-15).join('\n');
-      const why = result.timedOut ? `timed out after ${opts.timeoutMs} ms` : `exited with ${result.exitCode ?? result.signal}`;
+      // No exit code and no signal: the command never started (its working directory is a
+      // symlink loop, missing or not a directory; the program is missing): say the errno and the path.
+      const notStarted = result.exitCode === undefined && !result.signal;
+      const errno = (result as { code?: string }).code;
+      const why = result.timedOut
+        ? `timed out after ${opts.timeoutMs} ms`
+        : notStarted
+          ? `could not be started: ${errno ?? 'unknown error'} (${startFailure(result.originalMessage ?? result.message ?? "", opts.cwd)})`
+          : `exited with ${result.exitCode ?? result.signal}`;
       throw new CommandFailed(`\`${label}\` ${why} in ${opts.cwd}:\n${tail}`, result.exitCode, tail);
     }
     return output;

@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import path from 'node:path';
 import { workflowUiLink } from './temporalConnection.js';
 import { CliError, EXIT, EXIT_CODE_HELP } from './exitCodes.js';
+import { terminalSafe } from './terminalText.js';
 import {
   connect,
   deploymentOfLockId,
@@ -33,8 +34,10 @@ interface Command {
   run(values: Record<string, any>, positionals: string[]): Promise<number>;
 }
 
-const out = (line = '') => process.stdout.write(`${line}\n`);
-const err = (line: string) => process.stderr.write(`${line}\n`);
+// Everything the CLI prints passes through terminalSafe: signal fields, summaries and release
+// notes come from whoever can signal or start a run, and must not drive the operator's terminal.
+const out = (line = '') => process.stdout.write(`${terminalSafe(line, { keepNewlines: true })}\n`);
+const err = (line: string) => process.stderr.write(`${terminalSafe(line, { keepNewlines: true })}\n`);
 const common: Options = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
 const profileOpt: Options = { profile: { type: 'string' } };
 
@@ -72,8 +75,18 @@ function requireFlag(values: Record<string, any>, name: string, what: string): s
   return v;
 }
 
+/** A count the operator types: plain decimal digits only (no "1e3", "0x3", "3.0", " 3"), at least 1. */
+export function positiveInteger(raw: string, flag: string, hint: string): number {
+  const n = /^[0-9]{1,15}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new CliError(`--${flag} must be a positive integer (plain decimal digits), not ${JSON.stringify(raw)}`, EXIT.badInput, hint);
+  return n;
+}
+
 function target(values: Record<string, any>, positionals: string[]): { deployment?: string; workflowId?: string } {
   const workflowId = values['workflow-id'] as string | undefined;
+  if (values.deployment !== undefined && positionals[0] !== undefined) {
+    throw new CliError(`the deployment is given twice (${JSON.stringify(positionals[0])} and --deployment ${JSON.stringify(values.deployment)})`, EXIT.badInput, 'name it once: positional or --deployment');
+  }
   const deployment = (values.deployment as string | undefined) ?? positionals[0];
   if (!workflowId && !deployment) throw new CliError('name a deployment (positional or --deployment) or give --workflow-id', EXIT.badInput, 'e.g. dg-upgrade status prod; list runs with: dg-upgrade list');
   return { deployment, workflowId };
@@ -318,8 +331,7 @@ const commands: Record<string, Command> = {
     options: { ...common, deployment: { type: 'string', short: 'd' }, 'workflow-id': { type: 'string' }, events: { type: 'string' }, by: { type: 'string' } },
     examples: ['dg-upgrade accept-data-loss prod --events 3', 'dg-upgrade accept-data-loss --workflow-id dg-upgrade-prod-rollback-01a21254 --events 3'],
     async run(values, positionals) {
-      const events = Number(requireFlag(values, 'events', 'the number of events the status query says would be discarded'));
-      if (!Number.isInteger(events) || events < 1) throw new CliError('--events must be a positive integer', EXIT.badInput, 'pass the number of events dg-upgrade status reports under "data loss"');
+      const events = positiveInteger(requireFlag(values, 'events', 'the number of events the status query says would be discarded'), 'events', 'pass the number of events dg-upgrade status reports under "data loss"');
       return signalRollback(values, positionals, 'acceptDataLoss', (status) => {
         if (status.phase !== 'awaiting-data-loss-approval') throw new CliError(`${status.workflowId} is not waiting for a data-loss decision (phase ${status.phase})`, EXIT.invalidState, 'see where it stands with: dg-upgrade status');
         if (status.dataLoss?.eventsAfterBackup !== events) {
@@ -356,6 +368,7 @@ const commands: Record<string, Command> = {
     options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, verify: { type: 'boolean' } },
     examples: ['dg-upgrade backups prod', 'dg-upgrade backups prod --verify --json'],
     async run(values, positionals) {
+      if (values.deployment !== undefined && positionals[0] !== undefined) throw new CliError(`the deployment is given twice (${JSON.stringify(positionals[0])} and --deployment ${JSON.stringify(values.deployment)})`, EXIT.badInput, 'name it once: positional or --deployment');
       const name = (values.deployment as string | undefined) ?? positionals[0];
       if (!name) throw new CliError('name a deployment', EXIT.badInput, 'e.g. dg-upgrade backups prod');
       const d = loadDeployment(values.profile, name);
@@ -408,8 +421,7 @@ const commands: Record<string, Command> = {
         if (!s) throw new CliError(`unknown --state ${values.state}`, EXIT.badInput, `use one of ${Object.keys(states).join(', ')}`);
         clauses.push(`ExecutionStatus = "${s}"`);
       }
-      const limit = Number(values.limit ?? 20);
-      if (!Number.isInteger(limit) || limit < 1) throw new CliError('--limit must be a positive integer', EXIT.badInput, 'e.g. --limit 20');
+      const limit = values.limit === undefined ? 20 : positiveInteger(String(values.limit), 'limit', 'e.g. --limit 20');
       return withSession(async (session) => {
         const rows: Array<Record<string, unknown>> = [];
         for await (const wf of session.client.workflow.list({ query: clauses.join(' AND ') })) {
@@ -502,8 +514,68 @@ async function confirmDecision(handle: ReturnType<typeof handleFor>): Promise<Up
   }
 }
 
-function helpOf(name: string, c: Command): string {
-  return [`dg-upgrade ${name}: ${c.summary}`, '', `Usage: ${c.usage}`, '', 'Examples:', ...c.examples.map((e) => `  ${e}`), '', EXIT_CODE_HELP].join('\n');
+/** What each option means, for the per-command help (one text per option name, whatever the command). */
+const OPTION_HELP: Record<string, string> = {
+  deployment: 'the deployment, by its name in the profile (also positional where the usage shows D)',
+  'workflow-id': 'the run, by workflow ID (instead of the deployment)',
+  to: 'the target: a tag or commit of the repository',
+  yes: 'approve the plan shown, by its hash',
+  follow: 'follow the run step by step until it ends',
+  by: 'who you are (default: user@host)',
+  comment: 'a comment recorded with the signal',
+  'plan-hash': 'the 24-hex-digit hash of the plan you approve',
+  profile: 'the deployment profile file (default: DG_UPGRADE_PROFILE)',
+  node: "the app node whose task queue this worker serves (default: the profile's)",
+  backup: 'the backup ID (see dg-upgrade backups)',
+  reason: 'why, recorded with the run',
+  projections: 'comma-separated projection names (default: all)',
+  'migrations-not-suspect': 'assert no migration is suspect (allows the narrow path when versions differ)',
+  events: 'the number of events the rollback would discard, as status reports it',
+  verify: "check each backup against its manifest and with pg_restore --list",
+  state: 'running, completed, failed, canceled, terminated or timed_out',
+  limit: 'at most this many runs (a positive integer; default 20)',
+  json: 'machine-readable output on stdout',
+  help: 'this help',
+};
+
+function optionsHelp(options: Options): string[] {
+  return Object.entries(options).map(([name, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ' VALUE' : ''}`;
+    return `  ${flag.padEnd(34)} ${OPTION_HELP[name] ?? ''}`.trimEnd();
+  });
+}
+
+export function helpOf(name: string, c: Command): string {
+  return [`dg-upgrade ${name}: ${c.summary}`, '', `Usage: ${c.usage}`, '', 'Options (each at most once):', ...optionsHelp(c.options), '', 'Examples:', ...c.examples.map((e) => `  ${e}`), '', EXIT_CODE_HELP].join('\n');
+}
+
+/** Commands that take the deployment as their one positional argument. */
+const DEPLOYMENT_POSITIONAL = new Set(['approve', 'reject', 'cancel', 'status', 'accept-data-loss', 'retry', 'abandon', 'backups']);
+
+/**
+ * node:util parseArgs keeps the last of a repeated option and any number of positionals without
+ * a word: `--to a --to b` would upgrade to b. Both are refused here.
+ */
+function checkArgs(name: string, tokens: Array<{ kind: string; name?: string; rawName?: string; value?: string; index: number }>, positionals: string[]): void {
+  const seen = new Map<string, string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || !t.name) continue;
+    const shown = `${t.rawName}${t.value !== undefined ? ` ${t.value}` : ''}`;
+    const before = seen.get(t.name);
+    if (before !== undefined) {
+      throw new CliError(`--${t.name} is given more than once (${before}, then ${shown}); give it once`, EXIT.badInput, `see dg-upgrade ${name} --help`);
+    }
+    seen.set(t.name, shown);
+  }
+  const allowed = DEPLOYMENT_POSITIONAL.has(name) ? 1 : 0;
+  if (positionals.length > allowed) {
+    const extra = positionals.slice(allowed);
+    throw new CliError(
+      `unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((p) => JSON.stringify(p)).join(' ')}: dg-upgrade ${name} takes ${allowed ? 'one positional argument (the deployment)' : 'no positional arguments'}`,
+      EXIT.badInput,
+      `see dg-upgrade ${name} --help`,
+    );
+  }
 }
 
 export const MAIN_HELP = `dg-upgrade: upgrade and roll back a DecisionGraph install as Temporal workflows.
@@ -527,6 +599,16 @@ ${EXIT_CODE_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === 'help' && rest.length) {
+    // `dg-upgrade help upgrade` is `dg-upgrade upgrade --help`.
+    const about = commands[rest[0]!];
+    if (about && rest.length === 1) {
+      out(helpOf(rest[0]!, about));
+      return EXIT.ok;
+    }
+    err(`dg-upgrade: error: ${about ? `help takes one command name, not ${rest.length}` : `unknown command "${rest[0]}"`}\n  hint: run dg-upgrade --help for the list`);
+    return EXIT.badInput;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     out(MAIN_HELP);
     return name ? EXIT.ok : EXIT.badInput;
@@ -537,7 +619,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!command) throw new CliError(`unknown command "${name}"`, EXIT.badInput, 'run dg-upgrade --help for the list');
     let parsed;
     try {
-      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true, tokens: true });
     } catch (e) {
       throw new CliError((e as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''), EXIT.badInput, `see dg-upgrade ${name} --help`);
     }
@@ -545,6 +627,7 @@ export async function main(argv: string[]): Promise<number> {
       out(helpOf(name, command));
       return EXIT.ok;
     }
+    checkArgs(name, parsed.tokens ?? [], parsed.positionals);
     return await command.run(parsed.values as Record<string, any>, parsed.positionals);
   } catch (e) {
     const error = e instanceof CliError ? e : new CliError((e as Error).message, EXIT.failed);

@@ -9,7 +9,7 @@ export const EXIT = {
   rejected: 3,
   /** Another operation already runs on this deployment. */
   conflict: 4,
-  /** Temporal is unreachable (or the worker's database is). */
+  /** Temporal is unreachable, or has no such namespace. */
   unavailable: 5,
   /** No such workflow run. */
   notFound: 6,
@@ -41,26 +41,32 @@ export const EXIT = {
   terminatedStuck: 16,
 } as const;
 
+/**
+ * What each exit code means: the README's exit-code table says exactly this (test/pureHelpers
+ * compares them), and `--help` prints it.
+ */
+export const EXIT_CODE_TABLE: ReadonlyArray<readonly [number, string]> = [
+  [EXIT.ok, 'success'],
+  [EXIT.failed, 'the operation failed and the deployment was put back (old version restarted, rolled back, or projections rebuilt)'],
+  [EXIT.badInput, 'usage: unknown command or flag, a flag given twice, an unexpected argument, missing or malformed option'],
+  [EXIT.rejected, 'rejected, approval timed out, or cancelled before cutover; nothing changed'],
+  [EXIT.conflict, 'another operation is already running on this deployment'],
+  [EXIT.unavailable, 'Temporal is unreachable or has no such namespace, or no worker answers the status query within 10 s (the worker is down; the run waits and loses nothing)'],
+  [EXIT.notFound, 'no such workflow run'],
+  [EXIT.invalidState, 'the run does not accept this now (already finished, not waiting for approval)'],
+  [EXIT.needsAttention, 'needs an operator: a rollback was abandoned, a compensation failed, the new version serves but its pre-upgrade backup is not verified, or the run is stuck on a workflow task the worker keeps failing (`status` names the failure)'],
+  [EXIT.invalidProfile, 'invalid profile (unreadable, not JSON, a key given twice, a field fails validation, a secret cannot be resolved)'],
+  [EXIT.unknownDeployment, 'unknown deployment'],
+  [EXIT.badRef, 'bad ref: unknown after `git fetch --tags`, or option-like'],
+  [EXIT.databaseUnreachable, "the deployment's database is unreachable"],
+  [EXIT.stalePlan, 'stale plan hash: the run waits on another plan'],
+  [EXIT.noBackup, 'no backup to roll back to'],
+  [EXIT.refused, 'refused by a safety rule (projection rebuild with a suspect migration, release validation on a live install)'],
+  [EXIT.terminatedStuck, '`cancel` terminated a run that never completed its first workflow task (nothing ran, nothing changed)'],
+];
+
 export const EXIT_CODE_HELP = `Exit codes (2 and 9-15: bad input, nothing was changed):
-  0  success
-  1  the operation failed and the deployment was put back (old version restarted, or rolled back)
-  2  usage: unknown command or flag, missing or malformed option
-  3  rejected, approval timed out, or cancelled before cutover; nothing changed
-  4  another operation is already running on this deployment
-  5  Temporal (or the deployment's database) is unreachable
-  6  no such workflow run
-  7  the run does not accept this now (already finished, not waiting for approval)
-  8  needs an operator: a rollback was abandoned, a compensation failed, the new version serves
-     but its portable backup could not be written or verified, or the run is stuck
-     on a workflow task the worker keeps failing (status names the failure)
-  9  invalid profile (unreadable, not JSON, a field fails validation, a secret cannot be resolved)
- 10  unknown deployment
- 11  bad ref: unknown after git fetch --tags, or option-like
- 12  the deployment's database is unreachable
- 13  stale plan hash: the run waits on another plan
- 14  no backup to roll back to
- 15  refused by a safety rule (projection rebuild with a suspect migration, release validation on a live install)
- 16  cancel terminated a run that never completed its first workflow task (nothing ran, nothing changed)`;
+${EXIT_CODE_TABLE.map(([code, meaning]) => `${String(code).padStart(3)}  ${meaning.replace(/`/g, '')}`).join('\n')}`;
 
 export class CliError extends Error {
   /**

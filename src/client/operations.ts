@@ -11,6 +11,7 @@ import {
 } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, CancelledFailure, ChildWorkflowFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
 import { getDeployment, loadProfileFile, modelProblem, ProfileError, profilePathFromEnv, taskQueueForNode, type ResolvedDeployment } from '../config/profile.js';
+import { currentDirOf, otpReleaseDirOf } from '../activities/layout.js';
 import { lockWorkflowId } from '../domain/lock.js';
 import { FAILURE_TYPES, type UpgradeInput, type UpgradeResult, type UpgradeStatus } from '../domain/types.js';
 import type { PlanResult } from '../workflows/planUpgrade.js';
@@ -42,6 +43,21 @@ export async function connect(): Promise<Session> {
       'start it (npm run demo starts the embedded dev server) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE',
     );
   }
+  try {
+    await connection.workflowService.describeNamespace({ namespace: settings.namespace });
+  } catch (err) {
+    // gRPC NOT_FOUND: the server answers, but the namespace is not there (a typo in
+    // TEMPORAL_NAMESPACE, or another cluster). Any other refusal (e.g. an API key without the
+    // right to describe it) is left to the calls that follow.
+    if ((err as { code?: number }).code === 5) {
+      await connection.close().catch(() => {});
+      throw new CliError(
+        `cannot use Temporal at ${settings.address}: it has no namespace "${settings.namespace}"`,
+        EXIT.unavailable,
+        'set TEMPORAL_NAMESPACE to an existing namespace (temporal operator namespace list), or TEMPORAL_ADDRESS to the right server',
+      );
+    }
+  }
   const client = new Client({ connection, namespace: settings.namespace });
   return { client, settings, close: () => connection.close() };
 }
@@ -50,7 +66,8 @@ export function loadDeployment(profileFlag: string | undefined, name: string): R
   try {
     const file = profilePathFromEnv(profileFlag);
     const d = getDeployment(loadProfileFile(file), name, file);
-    const problem = modelProblem(d);
+    // The serving release's root is on this node when the CLI runs there; elsewhere the file is not found and the profile must name the accounts.
+    const problem = modelProblem(d, otpReleaseDirOf(d, currentDirOf(d)));
     if (problem) throw new CliError(problem, EXIT.invalidProfile, 'fix the profile file');
     return d;
   } catch (err) {

@@ -1,6 +1,10 @@
 import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../domain/types.js';
 import { renderProgress } from './progress.js';
 import { isUnreleased } from '../domain/releaseNotesParser.js';
+import { terminalSafe } from './terminalText.js';
+
+/** One field from a signal or another untrusted source, escaped so it stays inside its line. */
+const field = (v: unknown) => terminalSafe(v);
 
 const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-' };
 
@@ -73,22 +77,22 @@ export function renderTarget(status: UpgradeStatus & { tagMoved?: TagMoved }): s
 }
 
 export function renderStatus(status: UpgradeStatus): string {
-  const lines = [`${status.workflowId}  ${status.operation}  phase: ${status.phase}`, `  ${status.summary}`];
+  const lines = [`${status.workflowId}  ${status.operation}  phase: ${status.phase}`, `  ${field(status.summary)}`];
   lines.push(...renderTarget(status));
-  if (status.waitingFor) lines.push(`  waiting for: ${status.waitingFor}`);
+  if (status.waitingFor) lines.push(`  waiting for: ${field(status.waitingFor)}`);
   lines.push(renderSteps(status.steps));
   lines.push(...renderProgress(status.progress));
-  if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}${status.decision.comment ? ` (${status.decision.comment})` : ''}`);
+  if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${field(status.decision.by)}` : ''}${status.decision.comment ? ` (${field(status.decision.comment)})` : ''}`);
   if (status.backup) lines.push(`  backup: ${status.backup.id} (${formatBytes(status.backup.sizeBytes)}, sha256 ${status.backup.sha256.slice(0, 16)}…)`);
   if (status.dataLoss) {
-    lines.push(`  data loss: ${status.dataLoss.eventsAfterBackup} events after the backup (log_seq > ${status.dataLoss.backupMaxLogSeq})${status.dataLoss.acceptedBy ? `, accepted by ${status.dataLoss.acceptedBy}` : ''}`);
+    lines.push(`  data loss: ${status.dataLoss.eventsAfterBackup} events after the backup (log_seq > ${status.dataLoss.backupMaxLogSeq})${status.dataLoss.acceptedBy ? `, accepted by ${field(status.dataLoss.acceptedBy)}` : ''}`);
   }
   if (status.classification) lines.push(`  failure class: ${status.classification.kind} (${status.classification.reason}); recovery: ${status.classification.path}`);
   if (status.rebuild) lines.push(`  projection rebuild: ${status.rebuild.workflowId}: ${status.rebuild.summary}`);
-  if (status.rollback && status.operation === 'upgrade') lines.push(`  rollback: ${status.rollback.workflowId} ${status.rollback.outcome}: ${status.rollback.summary}`);
+  if (status.rollback && status.operation === 'upgrade') lines.push(`  rollback: ${status.rollback.workflowId} ${status.rollback.outcome}: ${field(status.rollback.summary)}`);
   if (status.rollback?.asideDatabase) lines.push(`  upgraded database kept as: ${status.rollback.asideDatabase}`);
   if (status.smoke) lines.push(renderSmoke(status.smoke, '  smoke checks'));
-  for (const ignored of status.ignoredSignals) lines.push(`  ignored signal: ${ignored}`);
+  for (const ignored of status.ignoredSignals) lines.push(`  ignored signal: ${field(ignored)}`);
   return lines.join('\n');
 }
 
@@ -102,7 +106,7 @@ export class StepChangePrinter {
     const t = `[${formatDuration(Date.now() - this.started).padStart(7)}]`;
     if (status.phase !== this.phase) {
       this.phase = status.phase;
-      this.out(`${t} phase ${status.phase}: ${status.summary}`);
+      this.out(`${t} phase ${status.phase}: ${field(status.summary)}`);
     }
     for (const step of status.steps) {
       const key = `${step.state}:${step.detail ?? ''}`;

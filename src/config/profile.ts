@@ -6,6 +6,10 @@ import { SecretRefSchema } from './secrets.js';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like "30s", "15m" or "2h"');
+/** The shortest approval window: "0s" would time the approval out before anyone could see the plan. */
+export const MIN_APPROVAL_TIMEOUT = '1s';
+const positiveDuration = (min: string) =>
+  duration.refine((v) => !/^\d+(ms|s|m|h)$/.test(v) || durationMs(v) >= durationMs(min), `a positive duration, at least "${min}" (e.g. "15m" or "2h")`);
 
 const ProcessRuntimeSchema = z
   .object({
@@ -97,7 +101,7 @@ export const DeploymentProfileSchema = z
     approval: z
       .object({
         policy: z.enum(['required', 'auto']).default('required'),
-        timeout: duration.default('1h'),
+        timeout: positiveDuration(MIN_APPROVAL_TIMEOUT).default('1h'),
       })
       .strict()
       .default({ policy: 'required', timeout: '1h' }),
@@ -145,7 +149,25 @@ export const ProfileFileSchema = z
     stateDir: z.string().refine(path.isAbsolute, 'an absolute path'),
     deployments: z.record(z.string().regex(NAME, 'a deployment name: lowercase letters, digits, dashes'), DeploymentProfileSchema),
   })
-  .strict();
+  .strict()
+  .superRefine((file, ctx) => {
+    // Two deployments on one node cannot serve on one port, and two deployments on one database
+    // would back up, restore and roll back each other's data.
+    const seenPort = new Map<string, string>();
+    const seenDatabase = new Map<string, string>();
+    for (const [name, d] of Object.entries(file.deployments)) {
+      const portKey = `${d.node}\0${d.port}`;
+      const portOwner = seenPort.get(portKey);
+      if (portOwner) {
+        ctx.addIssue({ code: 'custom', path: ['deployments', name, 'port'], message: `port ${d.port} on node "${d.node}" is already the port of deployment "${portOwner}": each deployment needs its own port` });
+      } else seenPort.set(portKey, name);
+      const dbKey = `${d.node}\0${JSON.stringify(Object.entries(d.database.url).sort())}`;
+      const dbOwner = seenDatabase.get(dbKey);
+      if (dbOwner) {
+        ctx.addIssue({ code: 'custom', path: ['deployments', name, 'database', 'url'], message: `the same database reference as deployment "${dbOwner}" on node "${d.node}": each deployment needs its own database (a restore of one would overwrite the other)` });
+      } else seenDatabase.set(dbKey, name);
+    }
+  });
 
 export type DeploymentProfile = z.infer<typeof DeploymentProfileSchema>;
 export type ProfileFile = z.infer<typeof ProfileFileSchema>;
@@ -181,6 +203,12 @@ export function loadProfileFile(file: string): ProfileFile {
     raw = JSON.parse(text);
   } catch (err) {
     throw new ProfileError(`profile ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const duplicate = duplicateJsonKey(text);
+  if (duplicate) {
+    throw new ProfileError(
+      `profile ${file}: key "${duplicate.key}" appears twice in ${duplicate.in || 'the top level'} (JSON keeps only the last, silently); remove one of them`,
+    );
   }
   return parseProfileFile(raw, file);
 }
@@ -234,4 +262,58 @@ export function durationMs(value: string): number {
   if (!m) throw new Error(`bad duration ${value}`);
   const n = Number(m[1]);
   return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : m[2] === 'm' ? n * 60_000 : n * 3_600_000;
+}
+
+/**
+ * The first key that appears twice in one object of a valid JSON text (JSON.parse keeps the last
+ * one without a word), and the dotted path of that object ("" for the top level).
+ */
+export function duplicateJsonKey(text: string): { key: string; in: string } | undefined {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && ' \t\n\r\uFEFF'.includes(text[i]!)) i++;
+  };
+  const str = (): string => {
+    const start = i++;
+    while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+    i++;
+    return JSON.parse(text.slice(start, i)) as string;
+  };
+  const value = (where: string[]): { key: string; in: string } | undefined => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const keys = new Set<string>();
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        const key = str();
+        ws();
+        i++; // ':'
+        if (keys.has(key)) return { key, in: where.join('.') };
+        keys.add(key);
+        const dup = value([...where, key]);
+        if (dup) return dup;
+        ws();
+        if (text[i++] !== ',') return undefined; // '}'
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (let n = 0; ; n++) {
+        const dup = value([...where, String(n)]);
+        if (dup) return dup;
+        ws();
+        if (text[i++] !== ',') return undefined; // ']'
+      }
+    }
+    if (c === '"') return void str();
+    while (i < text.length && !',}] \t\n\r'.includes(text[i]!)) i++;
+    return undefined;
+  };
+  return value([]);
 }
