@@ -28,6 +28,7 @@ import {
   type BackupRequest,
 } from './postgres.js';
 import { settleOtherSessions } from './sessions.js';
+import { sealManifest } from './manifestSeal.js';
 
 /**
  * The frozen-copy backup method: while the app is stopped the database is copied on its own
@@ -230,9 +231,10 @@ async function frozenExists(d: ResolvedDeployment, record: FrozenRecord): Promis
 
 function writeManifest(d: ResolvedDeployment, manifest: BackupManifest): BackupManifest {
   const file = manifestPathOf(d.profile.backups.dir, manifest.id);
-  writePrivateFile(`${file}.tmp`, JSON.stringify(manifest, null, 2));
+  const sealed = sealManifest(d, manifest);
+  writePrivateFile(`${file}.tmp`, JSON.stringify(sealed, null, 2));
   renameSync(`${file}.tmp`, file);
-  return manifest;
+  return sealed;
 }
 
 function gone(record: FrozenRecord): ApplicationFailure {

@@ -14,6 +14,8 @@ import { keepAlive } from './heartbeat.js';
 import { settleOtherSessions } from './sessions.js';
 import { eventLogDigest } from '../database/eventLogDigest.js';
 import { commandPidDirOf, logDirOf } from './layout.js';
+import { checkSeal, sealManifest } from './manifestSeal.js';
+import { verifyManifestAgainstDump } from './manifestCheck.js';
 
 export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, application_name: 'dg-upgrade' });
@@ -183,8 +185,37 @@ export function manifestPathOf(dir: string, id: string): string {
   return path.join(dir, `${id}.manifest.json`);
 }
 
+/** A manifest file's content; an unreadable or malformed one is reported with its path. */
 export function readManifest(file: string): BackupManifest {
-  return JSON.parse(readFileSync(file, 'utf8')) as BackupManifest;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the backup manifest ${file}: ${(err as Error).message}`);
+  }
+  let m: BackupManifest;
+  try {
+    m = JSON.parse(text) as BackupManifest;
+  } catch (err) {
+    throw new Error(`the backup manifest ${file} is not valid JSON (${(err as Error).message}); restore it from a copy, or remove it with its dump if the backup is not needed`);
+  }
+  const missing = manifestShapeProblems(m);
+  if (missing.length) throw new Error(`the backup manifest ${file} is malformed: ${missing.join(', ')}`);
+  return m;
+}
+
+/** The fields every reader relies on, with their types. */
+function manifestShapeProblems(m: unknown): string[] {
+  if (!m || typeof m !== 'object' || Array.isArray(m)) return ['not a JSON object'];
+  const o = m as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const f of ['id', 'deployment', 'kind', 'createdAt', 'file', 'sha256', 'gitSha']) if (typeof o[f] !== 'string') problems.push(`"${f}" is not a string`);
+  if (typeof o.sizeBytes !== 'number') problems.push('"sizeBytes" is not a number');
+  if (!Array.isArray(o.migrationVersions)) problems.push('"migrationVersions" is not an array');
+  if (!o.rowCounts || typeof o.rowCounts !== 'object') problems.push('"rowCounts" is not an object');
+  const ev = o.eventLog as Record<string, unknown> | undefined;
+  if (!ev || typeof ev.maxLogSeq !== 'number' || typeof ev.rowCount !== 'number') problems.push('"eventLog" lacks numeric maxLogSeq/rowCount');
+  return problems;
 }
 
 export function listManifests(d: ResolvedDeployment): BackupManifest[] {
@@ -360,10 +391,11 @@ async function takeBackup(req: BackupRequest): Promise<BackupManifest> {
     snapshot: facts.snapshot,
     otherSessions,
   };
-  writePrivateFile(`${manifestFile}.tmp`, JSON.stringify(manifest, null, 2));
+  const sealed = sealManifest(d, manifest);
+  writePrivateFile(`${manifestFile}.tmp`, JSON.stringify(sealed, null, 2));
   renameSync(`${manifestFile}.tmp`, manifestFile);
   await failpoint('backup.afterManifest');
-  return manifest;
+  return sealed;
 }
 
 export interface BackupVerification {
@@ -371,26 +403,49 @@ export interface BackupVerification {
   ok: boolean;
   problems: string[];
   manifest?: BackupManifest;
+  /** `sealed`: the manifest's seal matches (VERIFIED); `unsealed`: an older manifest, its figures cross-checked with the dump; `bad`: edited, or its seal cannot be checked. */
+  seal?: 'sealed' | 'unsealed' | 'bad';
+  /** What could not be checked (e.g. an unsealed manifest's gitSha). */
+  notes?: string[];
 }
 
-/** Checks a backup's file against its manifest: present, same size and sha256, readable by pg_restore. */
+/**
+ * Checks a backup against its manifest: the manifest's seal (or, for an older unsealed one, its
+ * figures against what the dump holds), the file present with the same size and sha256, readable
+ * by pg_restore with the TOC the manifest recorded. Every problem names the file or the field.
+ */
 export async function verifyBackup(deployment: string, id: string): Promise<BackupVerification> {
   const d = deploymentOf(deployment);
   const manifestFile = manifestPathOf(d.profile.backups.dir, id);
   if (!existsSync(manifestFile)) return { id, ok: false, problems: [`no manifest ${manifestFile}`] };
-  const manifest = readManifest(manifestFile);
+  let manifest: BackupManifest;
+  try {
+    manifest = readManifest(manifestFile);
+  } catch (err) {
+    return { id, ok: false, problems: [(err as Error).message], seal: 'bad' };
+  }
   const problems: string[] = [];
+  const notes: string[] = [];
+  const seal = checkSeal(d, manifest, manifestFile);
+  if (seal.state === 'bad') problems.push(seal.problem);
+  if (seal.state === 'unsealed') notes.push(seal.note);
   if (!existsSync(manifest.file)) problems.push(`dump file ${manifest.file} is missing`);
   else {
-    if (statSync(manifest.file).size !== manifest.sizeBytes) problems.push('size differs from the manifest');
-    if ((await sha256File(manifest.file)) !== manifest.sha256) problems.push('sha256 differs from the manifest');
+    if (statSync(manifest.file).size !== manifest.sizeBytes) problems.push(`${manifest.file}: size ${statSync(manifest.file).size} differs from the manifest's sizeBytes ${manifest.sizeBytes}`);
+    if ((await sha256File(manifest.file)) !== manifest.sha256) problems.push(`${manifest.file}: sha256 differs from the manifest's (the file changed since the backup)`);
     try {
-      await tocEntries(d, manifest.file);
+      const entries = await tocEntries(d, manifest.file);
+      if (manifest.verified?.tocEntries && entries !== manifest.verified.tocEntries) problems.push(`${manifest.file}: pg_restore --list lists ${entries} entries, the manifest's verified.tocEntries says ${manifest.verified.tocEntries}`);
+      if (seal.state === 'unsealed') {
+        const cross = await verifyManifestAgainstDump(d, manifest);
+        problems.push(...cross.problems.map((p) => `${manifestFile}: ${p}`));
+        notes.push(...cross.notes);
+      }
     } catch (err) {
-      problems.push(`pg_restore --list failed: ${(err as Error).message.split('\n')[0]}`);
+      problems.push(`pg_restore --list ${manifest.file} failed: ${(err as Error).message}`);
     }
   }
-  return { id, ok: problems.length === 0, problems, manifest };
+  return { id, ok: problems.length === 0, problems, manifest, seal: seal.state === 'bad' ? 'bad' : seal.state, notes };
 }
 
 /** Keeps the newest `backups.keep` backups of the deployment; never the one just taken. */

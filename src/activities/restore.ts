@@ -15,6 +15,7 @@ import {
   heldAsideComment,
   listManifests,
   liveDatabaseName,
+  manifestPathOf,
   migrationVersions,
   pgToolConnection,
   quoteIdent,
@@ -24,6 +25,7 @@ import {
   withDatabase,
 } from './postgres.js';
 import { frozenManifest, listFrozenRecords } from './frozenCopy.js';
+import { checkSeal } from './manifestSeal.js';
 
 const RESTORE_DONE = 'dg-upgrade: restore complete';
 
@@ -55,6 +57,17 @@ export function findManifest(d: ResolvedDeployment, backupId?: string): BackupMa
       message: backupId
         ? `no backup "${backupId}" for deployment ${d.name} in ${d.profile.backups.dir}; list them with: dg-upgrade backups ${d.name}`
         : `deployment ${d.name} has no pre-upgrade backup in ${d.profile.backups.dir}: nothing to roll back to`,
+      type: FAILURE_TYPES.noBackup,
+      nonRetryable: true,
+    });
+  }
+  // The rollback acts on the manifest's figures (data-loss count, the version it goes back to):
+  // an edited one is refused, naming the file (an older, unsealed one is accepted).
+  const sealFile = manifestPathOf(d.profile.backups.dir, manifest.id);
+  const seal = checkSeal(d, manifest, sealFile);
+  if (seal.state === 'bad') {
+    throw ApplicationFailure.create({
+      message: `backup ${manifest.id} cannot be trusted: ${seal.problem}; check it with dg-upgrade backups ${d.name} --verify, and roll back to another backup (--backup <id>) or restore the manifest from a copy`,
       type: FAILURE_TYPES.noBackup,
       nonRetryable: true,
     });

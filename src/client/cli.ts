@@ -384,7 +384,7 @@ const commands: Record<string, Command> = {
       else if (!rows.length) out(`no backups for ${d.name} in ${d.profile.backups.dir}`);
       else
         for (const r of rows) {
-          out(`${r.id}  ${r.kind}  ${r.createdAt}  ${formatBytes(r.sizeBytes)}  ${r.gitTag ?? r.gitSha.slice(0, 12)}  ${r.migrationVersions.length} migrations  events<=${r.eventLog.maxLogSeq}${r.verification ? `  ${r.verification.ok ? 'VERIFIED' : `BAD: ${r.verification.problems.join('; ')}`}` : ''}`);
+          out(`${r.id}  ${r.kind}  ${r.createdAt}  ${formatBytes(r.sizeBytes)}  ${r.gitTag ?? r.gitSha.slice(0, 12)}  ${r.migrationVersions.length} migrations  events<=${r.eventLog.maxLogSeq}${r.verification ? `  ${!r.verification.ok ? `BAD: ${r.verification.problems.join('; ')}` : r.verification.seal === 'unsealed' ? `UNSEALED (older dg-upgrade): no seal; its figures match the dump (${(r.verification.notes ?? []).slice(1).join('; ')})` : 'VERIFIED'}` : ''}`);
         }
       return bad ? EXIT.failed : EXIT.ok;
     },

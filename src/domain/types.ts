@@ -201,6 +201,8 @@ export interface BackupManifest {
    * `complete` once the pg_dump file is written from it and verified.
    */
   state?: 'frozen' | 'complete';
+  /** HMAC-SHA256 of the manifest's canonical JSON under the deployment's key (src/activities/manifestSeal.ts); absent in older manifests. */
+  seal?: { alg: 'hmac-sha256'; keyId: string; value: string };
 }
 
 export type OtherSessionsPolicy = 'wait' | 'refuse' | 'terminate';
