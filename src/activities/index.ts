@@ -11,3 +11,4 @@ export { selectBackup, eventsAfterBackup, restoreBackup, returnAsideDatabase, ve
 export { preparePreviousRelease } from './previousRelease.js';
 export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';
 export { releaseValidate } from './releaseValidate.js';
+export { checkBackupDir } from './backupDirCheck.js';

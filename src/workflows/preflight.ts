@@ -1,10 +1,13 @@
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
 import { FAILURE_TYPES, type DeploymentInspection, type ResolvedRef, type SmokeReport, type UpgradePlan } from '../domain/types.js';
 
 function badInput(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
 }
+
+/** Patch: preflight proves the backup dir is a writable directory (creates and removes a temp file in it). */
+export const BACKUP_DIR_CHECKED_AT_PLAN = 'backup-dir-checked-at-plan';
 
 export function describeRef(ref: { tag?: string; sha: string }): string {
   return ref.tag ?? ref.sha.slice(0, 12);
@@ -27,6 +30,8 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
   if (!inspection.running) {
     throw badInput(`deployment "${deployment}" is not serving (no healthy runtime on its port); dg-upgrade upgrades a running install: start it first`);
   }
+  // Issue 20: the backup dir is proved writable while the old version serves (refused at plan time).
+  if (patched(BACKUP_DIR_CHECKED_AT_PLAN)) await quick.checkBackupDir(deployment);
   await quick.checkCleanTree(deployment);
   const target = await quick.resolveTargetRef(deployment, targetRef);
   if (target.sha === inspection.current.sha) {
