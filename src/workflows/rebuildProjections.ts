@@ -48,7 +48,7 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
   setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
 
   const decided = await steps.run('decide', async () => {
-    const manifest = await quick.selectBackup(deployment, input.backupId);
+    const manifest = await long.selectBackup(deployment, input.backupId);
     const facts = await quick.recoveryFacts(deployment, manifest.id);
     const decision = decideRecoveryPath({ ...facts, migrationsNotSuspect: input.migrationsNotSuspect });
     if (decision.path !== 'rebuild-projections') {

@@ -111,7 +111,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   // A rollback is itself the compensation: cancelling it would leave the install half-restored.
   return CancellationScope.nonCancellable(async () => {
     // Bad input (no such backup, unknown ref) fails at once, before anything is touched.
-    const manifest: BackupManifest = await quick.selectBackup(deployment, input.backupId);
+    const manifest: BackupManifest = await long.selectBackup(deployment, input.backupId);
     report.backupId = manifest.id;
     const previousSha = input.toRef ? (await quick.resolveTargetRef(deployment, input.toRef)).sha : manifest.gitSha;
     const previousName = input.toRef ?? manifest.gitTag ?? manifest.gitSha.slice(0, 12);
