@@ -165,6 +165,46 @@ function startChildSampler(rootPid: number | undefined): { stop(): Map<string, n
   };
 }
 
+/**
+ * Polls pg_stat_activity at 20 Hz for the backup step's CREATE DATABASE ... TEMPLATE "<live>":
+ * how long the statement itself ran on the server (to within a poll) and what it waited on, so
+ * that the step's duration splits into the copy and the rest (activity dispatch, session check,
+ * record files).
+ */
+function startCopyWatch(live: string): { stop(): Promise<{ statementMs?: number; waits: string }> } {
+  const c = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  let running = true;
+  let statementMs: number | undefined;
+  const waits = new Map<string, number>();
+  const loop = (async () => {
+    await c.connect();
+    try {
+      while (running) {
+        const t = Date.now();
+        const { rows } = await c.query(
+          `SELECT extract(epoch FROM clock_timestamp() - query_start) * 1000 AS ms, coalesce(wait_event_type || ':' || wait_event, 'running') AS w
+             FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'CREATE DATABASE %' AND position($1 in query) > 0`,
+          [`TEMPLATE "${live}"`],
+        );
+        for (const r of rows) {
+          statementMs = Math.max(statementMs ?? 0, Math.round(Number(r.ms)));
+          waits.set(r.w, (waits.get(r.w) ?? 0) + 1);
+        }
+        await sleep(Math.max(0, t + 50 - Date.now()));
+      }
+    } finally {
+      await c.end().catch(() => {});
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop.catch((err) => process.stderr.write(`# copy watch failed: ${(err as Error).message}\n`));
+      return { statementMs, waits: [...waits].sort((a, b) => b[1] - a[1]).map(([w, n]) => `${w}x${n}`).join(',') };
+    },
+  };
+}
+
 type Kind = 'dg' | 'guide' | 'online';
 const KINDS: readonly Kind[] = ['dg', 'guide', 'online'];
 const KIND_LABEL: Record<Kind, string> = { dg: 'dg-upgrade', guide: 'guide by hand', online: 'online-dump' };
@@ -179,6 +219,9 @@ interface Run {
   /** Upgrade steps' durationMs (dg) or the script's phases (baselines). */
   steps: Record<string, number>;
   rollbackSteps?: Record<string, number>;
+  /** dg: the backup step's CREATE DATABASE statement on the server (20 Hz polls), and its wait events (samples). */
+  copyStatementMs?: number;
+  copyWaits?: string;
   workerPeakRss?: number;
   /** VmHWM once the worker serves, before the upgrade: what its start cost. */
   workerStartRss?: number;
@@ -211,12 +254,14 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
     workerLog = worker.logFile;
     workerStartRss = peakRssBytes(workerPid);
     sampler = startChildSampler(workerPid);
+    const copyWatch = startCopyWatch(d.db.name);
     let prober = startProber(d.port);
     const started = Date.now();
     const up = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow', '--json']);
     const total = Date.now() - started;
     await sleep(300);
     const upDown = downtimeOf(await prober.stop());
+    const copy = await copyWatch.stop();
     if (up.exitCode !== 0) throw new Error(`upgrade failed: ${up.stdout.slice(-2000)} ${up.stderr}`);
     const steps = stepsOf(JSON.parse(up.stdout).status, ['build', 'stopOld', 'backup', 'migrate', 'startNew', 'smoke', 'portableBackup']);
     prober = startProber(d.port);
@@ -232,7 +277,7 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
     } catch (err) {
       process.stderr.write(`# rollback --json output not parsed: ${(err as Error).message}\n`);
     }
-    run = { downtime: upDown.downtime, failedProbes: upDown.failed, total, rawCopyMs, rollbackDowntime, rollbackTotal, steps, rollbackSteps };
+    run = { downtime: upDown.downtime, failedProbes: upDown.failed, total, rawCopyMs, rollbackDowntime, rollbackTotal, steps, rollbackSteps, copyStatementMs: copy.statementMs, copyWaits: copy.waits };
   } finally {
     // Right before dispose: the worker's peak RSS over its whole life (upgrade and rollback).
     workerPeakRss = peakRssBytes(workerPid);
@@ -355,6 +400,7 @@ try {
             (r.rollbackDowntime !== undefined ? `, rollback downtime ${r.rollbackDowntime} ms (total ${r.rollbackTotal} ms)` : '') +
             `  [${fmtSteps(r.steps)}]` +
             (r.rollbackSteps ? `  rollback [${fmtSteps(r.rollbackSteps)}]` : '') +
+            (r.copyWaits !== undefined ? `  backup's CREATE DATABASE ${r.copyStatementMs ?? '?'} ms {${r.copyWaits}}` : '') +
             (r.workerPeakRss !== undefined ? `  worker VmHWM ${MB(r.workerPeakRss).toFixed(1)} MB (${r.workerStartRss !== undefined ? MB(r.workerStartRss).toFixed(1) : '?'} MB once serving; code from ${r.workerCodeOrigin ?? '?'})` : '') +
             (r.childPeaks?.size ? `  children peak RSS MB {${[...r.childPeaks].map(([n, b]) => `${n}=${MB(b).toFixed(1)}`).join(' ')}}` : '') +
             '\n',
@@ -374,10 +420,10 @@ const vals = (rs: Run[], f: (r: Run) => number | undefined): number[] => rs.map(
 /** Per pair a/b (pairs where both exist). */
 const pairRatios = (a: number[], b: number[]): number[] => a.slice(0, Math.min(a.length, b.length)).map((x, i) => x / b[i]!).filter(Number.isFinite);
 const line = (name: string, text: string) => console.log(`  ${name.padEnd(48)} ${text}`);
-const ratioText = (a: number[], b: number[]) => {
+/** Ratio of the medians, and the per-pair (or, given `per`, per-run) ratios' median [min-max]. */
+const ratioText = (a: number[], b: number[], per = pairRatios(a, b)) => {
   const r = median(a) / median(b);
-  const per = pairRatios(a, b);
-  return Number.isFinite(r) ? `${r.toFixed(2)} (ratio of medians; per pair ${medianRange(per, 2)})` : '-';
+  return Number.isFinite(r) ? `${r.toFixed(2)} (ratio of medians; per pair/run ${medianRange(per, 2)})` : '-';
 };
 
 console.log(
@@ -398,6 +444,7 @@ for (const r of rows) {
   line('guide pg_dump ms (inside its downtime)', medianRange(vals(guide, (x) => x.steps.pg_dump)));
   line('online-dump pg_dump ms (before its stop)', medianRange(vals(online, (x) => x.steps.pg_dump)));
   for (const st of ['build', 'stopOld', 'backup', 'migrate', 'startNew', 'smoke', 'portableBackup']) line(`dg upgrade step ${st} ms`, medianRange(vals(dg, (x) => x.steps[st])));
+  line("backup's CREATE DATABASE statement ms (server)", medianRange(vals(dg, (x) => x.copyStatementMs)));
   line('raw FILE_COPY of the same db ms (dg runs)', medianRange(vals(dg, (x) => x.rawCopyMs)));
   line('raw FILE_COPY of the same db ms (all runs)', medianRange(vals([...dg, ...guide, ...online], (x) => x.rawCopyMs)));
   line('rollback downtime ms: dg-upgrade', medianRange(vals(dg, (x) => x.rollbackDowntime)));
@@ -416,7 +463,9 @@ for (const r of rows) {
   console.log('  ratios:');
   line('dg/guide upgrade downtime', ratioText(vals(dg, (x) => x.downtime), vals(guide, (x) => x.downtime)));
   line('dg/online-dump upgrade downtime', ratioText(vals(dg, (x) => x.downtime), vals(online, (x) => x.downtime)));
-  line('backup step / raw FILE_COPY', ratioText(vals(dg, (x) => x.steps.backup), vals(dg, (x) => x.rawCopyMs)));
+  const perRun = (f: (x: Run) => number | undefined) => vals(dg, (x) => { const v = f(x); return v === undefined ? undefined : v / x.rawCopyMs; });
+  line('backup step / raw FILE_COPY', ratioText(vals(dg, (x) => x.steps.backup), vals(dg, (x) => x.rawCopyMs), perRun((x) => x.steps.backup)));
+  line("backup's CREATE DATABASE / raw FILE_COPY", ratioText(vals(dg, (x) => x.copyStatementMs), vals(dg, (x) => x.rawCopyMs), perRun((x) => x.copyStatementMs)));
   if (ref) {
     const here = vals(dg, (x) => x.rollbackDowntime);
     const there = vals(ref.runs.dg, (x) => x.rollbackDowntime);
