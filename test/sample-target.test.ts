@@ -236,14 +236,14 @@ function digests(health: { projections: Projection[]; full_digest: string }) {
   return d;
 }
 
-async function replay(server: RunningServer, body: Record<string, unknown>) {
-  const r = await api(server, '/api/v1/admin/replays', { method: 'POST', body });
+async function replay(server: RunningServer, { tenant = 'default', ...body }: Record<string, unknown> & { tenant?: string }) {
+  const r = await api(server, '/api/v1/admin/replays', { method: 'POST', body, tenant });
   assert.equal(r.status, 202, r.text);
   const jobId = r.body.data.run.job_id as string;
   assert.match(jobId, /^replay-\d+$/);
   assert.equal(r.body.data.run.status, 'queued');
   const done = await waitFor('replay to finish', async () => {
-    const s = await api(server, `/api/v1/admin/replays/${jobId}`);
+    const s = await api(server, `/api/v1/admin/replays/${jobId}`, { tenant });
     return ['completed', 'failed', 'cancelled'].includes(s.body?.data?.run?.status) ? s.body.data.run : undefined;
   });
   assert.equal(done.status, 'completed', JSON.stringify(done));
@@ -730,6 +730,11 @@ test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition cha
     const healed = await caughtUpHealth(server);
     assert.deepEqual(digests(healed), original);
     for (const p of healed.projections as Projection[]) assert.equal(p.open_failures, 0);
+    // A rebuild is per tenant (the real Write.rebuild/2): release-demo's failures stay open until its own rebuild.
+    const demoFailures = async () => (await sql<{ n: number }>(db, `SELECT COUNT(*)::int AS n FROM dg_projection_failures WHERE status = 'open' AND tenant_id = 'release-demo'`))[0]?.n;
+    assert.ok((await demoFailures() ?? 0) > 0, "the default tenant's rebuild leaves release-demo's failures open");
+    await replay(server, { mode: 'rebuild', projection: 'trace_summary', reason: 'roll back v0.2.2 projector bug', tenant: 'release-demo' });
+    assert.equal(await demoFailures(), 0);
     await replay(server, { mode: 'catch_up', projection: 'all', reason: 'smoke after rollback' });
     const open = await sql<{ n: number }>(db, `SELECT COUNT(*)::int AS n FROM dg_projection_failures WHERE status = 'open'`);
     assert.equal(open[0]?.n, 0);
@@ -739,7 +744,7 @@ test('v0.1.0 -> v0.2.2 on a caught-up database: the trace_summary definition cha
   });
 });
 
-test('issue 18: replay/rebuild need the permission; rebuild is compile-time config, off in prod; a non-object metadata answers 400 after both checks and writes nothing; a rebuild run belongs to the x-tenant-id tenant', async () => {
+test('issue 18: replay/rebuild need the permission; rebuild is compile-time config, off in prod; a non-object metadata answers 400 after both checks and writes nothing; a rebuild run belongs to the x-tenant-id tenant and rebuilds that tenant only', async () => {
   const db = await createTestDatabase('sample_issue18');
   databases.push(db);
   await checkout('v0.1.0');
@@ -791,6 +796,37 @@ test('issue 18: replay/rebuild need the permission; rebuild is compile-time conf
       const r = await api(server, '/api/v1/admin/replays', { token: 'tok-full', method: 'POST', body: probe('rebuild') });
       assert.equal(r.status, 400, r.text);
       assert.equal(r.body.error.message, 'metadata must be an object');
+      // Both tenants' trace summaries damaged by hand (and one open failure each): the rebuild of
+      // release-demo repairs release-demo's only, as the real Write.rebuild/2 (per tenant).
+      const titles = async () =>
+        Object.fromEntries(
+          (await sql<{ tenant_id: string; n: number }>(db, `SELECT tenant_id, COUNT(*)::int AS n FROM dg_trace_summary WHERE title = 'damaged' GROUP BY tenant_id`)).map((r) => [r.tenant_id, r.n]),
+        );
+      const openFailures = async () =>
+        Object.fromEntries(
+          (await sql<{ tenant_id: string; n: number }>(db, `SELECT tenant_id, COUNT(*)::int AS n FROM dg_projection_failures WHERE status = 'open' GROUP BY tenant_id`)).map((r) => [r.tenant_id, r.n]),
+        );
+      const digestOf = async (tenant: string) =>
+        (await sql<{ digest: string }>(db, `SELECT digest FROM dg_projection_digests WHERE projection_name = 'trace_summary' AND tenant_id = $1`, [tenant]))[0]?.digest;
+      for (const tenant of ['default', 'release-demo']) {
+        await waitFor(`tenant ${tenant} caught up`, async () => {
+          const r = await api(server, '/api/v1/projections/health', { token: 'tok-full', tenant });
+          return r.status === 200 && (r.body.data.projections as Projection[]).every((p) => p.pending_events === 0 && p.digest);
+        });
+      }
+      const healthyDigests = { default: await digestOf('default'), 'release-demo': await digestOf('release-demo') };
+      assert.ok(healthyDigests.default && healthyDigests['release-demo']);
+      await sql(db, `UPDATE dg_trace_summary SET title = 'damaged'`);
+      for (const tenant of ['default', 'release-demo']) {
+        await sql(
+          db,
+          `INSERT INTO dg_projection_failures (projection_name, tenant_id, log_seq, trace_id, event_type, error, status, attempts)
+           SELECT 'trace_summary', tenant_id, log_seq, trace_id, event_type, 'injected by the test', 'open', 1 FROM dg_event_log WHERE tenant_id = $1 ORDER BY log_seq LIMIT 1`,
+          [tenant],
+        );
+      }
+      const damaged = await titles();
+      assert.ok((damaged.default ?? 0) > 0 && (damaged["release-demo"] ?? 0) > 0, JSON.stringify(damaged));
       const run = await api(server, '/api/v1/admin/replays', { token: 'tok-full', tenant: 'release-demo', method: 'POST', body: { mode: 'rebuild', projection: 'trace_summary', reason: 'per tenant' } });
       assert.equal(run.status, 202, run.text);
       assert.equal(run.body.data.run.tenant_id, 'release-demo');
@@ -800,6 +836,12 @@ test('issue 18: replay/rebuild need the permission; rebuild is compile-time conf
         const r = await api(server, `/api/v1/admin/replays/${run.body.data.run.job_id}`, { token: 'tok-full', tenant: 'release-demo' });
         return r.body?.data?.run?.status === 'completed';
       });
+      assert.deepEqual(await titles(), { default: damaged.default }, 'release-demo rebuilt; default left as it was');
+      assert.deepEqual(await openFailures(), { default: 1 }, "release-demo's failures resolved; default's stay open");
+      assert.equal(await digestOf('release-demo'), healthyDigests['release-demo'], "release-demo's digest is its healthy one again");
+      const cursor = await sql<{ n: number }>(db, `SELECT last_log_seq::int AS n FROM dg_projection_cursors WHERE projection_name = 'trace_summary'`);
+      const head = await sql<{ n: number }>(db, 'SELECT max(log_seq)::int AS n FROM dg_event_log');
+      assert.equal(cursor[0]!.n, head[0]!.n, 'the cursor stays at the head: the other tenants are not replayed');
     } finally {
       assert.equal(await stopServer(server), 0);
     }
