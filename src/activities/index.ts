@@ -11,4 +11,5 @@ export { selectBackup, eventsAfterBackup, restoreBackup, returnAsideDatabase, ve
 export { preparePreviousRelease } from './previousRelease.js';
 export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';
 export { releaseValidate } from './releaseValidate.js';
+export { checkRollbackReady } from './rollbackCheck.js';
 export { checkBackupDir } from './backupDirCheck.js';

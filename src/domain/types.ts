@@ -307,6 +307,8 @@ export interface RollbackReport {
   writes?: string;
   /** Sessions of other clients found on the live database at the swap, and what was done about them. */
   otherSessions?: BackupManifest['otherSessions'];
+  /** Checked before the stop (issue 20): what the restore will use, other clients' sessions seen then, notes. */
+  preStopCheck?: { backupId: string; source: 'frozen-copy' | 'dump'; otherSessions: DatabaseSession[]; notes: string[] };
   smoke?: SmokeReport;
   summary: string;
 }

@@ -7,6 +7,16 @@ export function messageOf(err: unknown): string {
   return e?.message ?? String(err);
 }
 
+/**
+ * The whole innermost message on one line, for a step's detail and the status summary: a
+ * command's failure puts its cause (pg_restore's error, mix's output) after the first line, which
+ * the status used to cut off. Lines are joined with " | ", capped at 4000 characters.
+ */
+export function causeOf(err: unknown): string {
+  const text = messageOf(err).split('\n').map((l) => l.trim()).filter(Boolean).join(' | ');
+  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
+}
+
 /** The first ApplicationFailure type in the cause chain. */
 export function failureTypeOf(err: unknown): string | undefined {
   let e = err as { cause?: unknown } | undefined;

@@ -7,7 +7,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { long, quick, wholeDatabase } from './activityProxies.js';
-import { failureTypeOf, messageOf, inputMessage } from './failures.js';
+import { causeOf, failureTypeOf, messageOf, inputMessage } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
@@ -25,6 +25,12 @@ import {
 
 /** Patch: the swap recounts the discard where it stays and asks again when it grew; abandon at the gate ends the run. */
 export const RECOUNT_AT_SWAP = 'rollback-recount-discard-at-swap';
+/**
+ * Patch (issue 20): before the stop, the backup is proved restorable (frozen copy there, or the
+ * dump's size, sha256 and TOC) and other clients' sessions are checked per the profile's policy;
+ * a failure refuses the rollback while the running version still serves.
+ */
+export const CHECK_BEFORE_STOP = 'rollback-check-before-stop';
 /** Patch: while the gate asks again, the live database stays renamed aside (nothing can write to it, the count holds); abandon renames it back. */
 export const HOLD_ASIDE_WHILE_ASKING = 'rollback-hold-aside-while-asking';
 
@@ -98,7 +104,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
         return await steps.run(name, fn);
       } catch (err) {
         if (abandonAsked() && patched(RECOUNT_AT_SWAP)) throw err;
-        const reason = messageOf(err).split('\n')[0];
+        const reason = causeOf(err);
         setPhase('rollback-blocked', `rollback step ${name} failed: ${reason}`, 'signal "retry" (runs the step again) or "abandon"');
         operatorAction = undefined;
         await condition(() => operatorAction !== undefined);
@@ -116,6 +122,20 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     const previousSha = input.toRef ? (await quick.resolveTargetRef(deployment, input.toRef)).sha : manifest.gitSha;
     const previousName = input.toRef ?? manifest.gitTag ?? manifest.gitSha.slice(0, 12);
     status.targetRef = previousName;
+
+    if (patched(CHECK_BEFORE_STOP)) {
+      setPhase('rolling-back', `checking backup ${manifest.id} and the database's other sessions before anything is stopped`);
+      try {
+        const ready = await long.checkRollbackReady({ deployment, backupId: manifest.id });
+        report.preStopCheck = ready;
+      } catch (err) {
+        steps.abandonRunning();
+        status.outcome = 'failed';
+        setPhase('failed', causeOf(err));
+        report.summary = status.summary;
+        throw ApplicationFailure.create({ message: status.summary, type: failureTypeOf(err) ?? FAILURE_TYPES.refused, nonRetryable: true, details: [{ ...report, outcome: 'failed' }] });
+      }
+    }
 
     await stepWithRetry('stopUpgraded', async () => {
       setPhase('rolling-back', `rolling back to ${previousName} with backup ${manifest.id}: stopping the running runtime`);

@@ -1,4 +1,4 @@
-import { messageOf } from './failures.js';
+import { causeOf } from './failures.js';
 import type { StepName, StepStatus } from '../domain/types.js';
 
 /** Records each step's state and timings for the `status` query. */
@@ -32,7 +32,7 @@ export class StepTracker {
       this.finish(step, 'succeeded');
       return value;
     } catch (err) {
-      this.finish(step, 'failed', messageOf(err).split('\n')[0]);
+      this.finish(step, 'failed', causeOf(err));
       throw err;
     }
   }

@@ -1,0 +1,234 @@
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import os from 'node:os';
+import { ApplicationFailure } from '@temporalio/activity';
+import type pg from 'pg';
+import { durationMs, type ResolvedDeployment } from '../config/profile.js';
+import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../domain/types.js';
+import { databaseUrl, deploymentOf } from './deployment.js';
+import { heartbeat, keepAlive, sleep } from './heartbeat.js';
+import { liveDatabaseName, sha256File, tocEntries, urlFor, withDatabase } from './postgres.js';
+import { findManifest } from './restore.js';
+import { describeSessions } from './sessions.js';
+
+/**
+ * Issue 20: what a rollback needs is checked while the version it replaces still serves, before
+ * anything is stopped. (1) The backup it will use can be restored: its frozen copy is there
+ * (same oid), or else its pg_dump file has the manifest's size and sha256 and pg_restore --list
+ * reads it. (2) Other clients' sessions on the live database, per database.otherSessions.policy:
+ * `refuse` refuses now, `wait` waits up to its timeout now and refuses if they stay, `terminate`
+ * only reports them (they are terminated at the swap, as before). The app's own sessions are told
+ * apart by their client sockets: they belong to the processes that listen on the app's port.
+ */
+export interface RollbackReadiness {
+  backupId: string;
+  /** What the restore will use. */
+  source: 'frozen-copy' | 'dump';
+  /** Other clients' sessions seen on the live database now (the app's own left out). */
+  otherSessions: DatabaseSession[];
+  notes: string[];
+}
+
+export function checkRollbackReady(req: { deployment: string; backupId: string }): Promise<RollbackReadiness> {
+  return keepAlive('rollback pre-stop check', () => check(req));
+}
+
+function refuse(message: string, type: string = FAILURE_TYPES.refused): ApplicationFailure {
+  return ApplicationFailure.create({ message: `rollback refused before anything was stopped (the running version still serves): ${message}`, type, nonRetryable: true });
+}
+
+async function check(req: { deployment: string; backupId: string }): Promise<RollbackReadiness> {
+  const d = deploymentOf(req.deployment);
+  const manifest = findManifest(d, req.backupId); // refuses a manifest whose seal does not match
+  const notes: string[] = [];
+  const url = databaseUrl(d);
+  const live = liveDatabaseName(url);
+  const source = await backupSource(d, manifest, notes);
+  const others = await withDatabase(urlFor(url, 'postgres'), (admin) => settleBeforeStop(d, admin, live, notes));
+  return { backupId: manifest.id, source, otherSessions: others, notes };
+}
+
+async function backupSource(d: ResolvedDeployment, manifest: BackupManifest, notes: string[]): Promise<'frozen-copy' | 'dump'> {
+  let frozenNote = '';
+  if (manifest.frozenDatabase && manifest.frozenOid !== undefined) {
+    const oid = await withDatabase(urlFor(databaseUrl(d), 'postgres'), async (admin) => {
+      const { rows } = await admin.query('SELECT oid::bigint AS oid FROM pg_database WHERE datname = $1', [manifest.frozenDatabase]);
+      return rows[0] ? Number(rows[0].oid) : undefined;
+    });
+    if (oid === manifest.frozenOid) return 'frozen-copy';
+    frozenNote = oid === undefined ? `its frozen copy ${manifest.frozenDatabase} is gone` : `the database named ${manifest.frozenDatabase} is not its frozen copy (oid ${oid}, the copy's was ${manifest.frozenOid})`;
+    notes.push(`${frozenNote}: the pg_dump file will be restored`);
+  }
+  const file = manifest.file;
+  const what = `backup ${manifest.id}${frozenNote ? ` (${frozenNote})` : ''}`;
+  const todo = `nothing was changed. Roll back to another backup (dg-upgrade backups ${d.name} --verify lists them; then --backup <id>), or put the file back from a copy`;
+  if (!manifest.sha256 || !existsSync(file)) {
+    throw refuse(`${what} cannot be restored: its pg_dump file ${file} ${manifest.sha256 ? 'is missing' : 'was never written'}; ${todo}`, FAILURE_TYPES.noBackup);
+  }
+  heartbeat('checking the dump');
+  const size = statSync(file).size;
+  if (size !== manifest.sizeBytes) throw refuse(`${what} cannot be restored: its pg_dump file ${file} has ${size} bytes, its manifest says ${manifest.sizeBytes} (the file was truncated or changed since the backup); ${todo}`, FAILURE_TYPES.noBackup);
+  if ((await sha256File(file)) !== manifest.sha256) throw refuse(`${what} cannot be restored: the sha256 of its pg_dump file ${file} differs from its manifest's (the file was damaged or changed since the backup); ${todo}`, FAILURE_TYPES.noBackup);
+  try {
+    await tocEntries(d, file);
+  } catch (err) {
+    throw refuse(`${what} cannot be restored: pg_restore --list cannot read its pg_dump file ${file}: ${(err as Error).message}; ${todo}`, FAILURE_TYPES.noBackup);
+  }
+  return 'dump';
+}
+
+// ------------------------------------------------------------------ whose sessions are they
+
+interface SessionRow extends DatabaseSession {
+  clientPort?: number;
+  clientIp?: string;
+}
+
+async function sessionsOn(admin: pg.Client, database: string): Promise<SessionRow[]> {
+  const { rows } = await admin.query(
+    `SELECT pid, coalesce(application_name, '') AS app, coalesce(usename::text, '') AS usr, host(client_addr) AS ip, client_port AS port,
+            coalesce(host(client_addr), 'local socket') AS addr, coalesce(state, '') AS state, backend_start
+       FROM pg_stat_activity
+      WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+        AND coalesce(application_name, '') NOT LIKE 'dg-upgrade%' AND coalesce(application_name, '') NOT IN ('pg_dump', 'pg_restore')
+      ORDER BY backend_start`,
+    [database],
+  );
+  return rows.map((r) => ({
+    pid: Number(r.pid),
+    applicationName: r.app as string,
+    user: r.usr as string,
+    clientAddress: r.addr as string,
+    state: r.state as string,
+    backendStart: new Date(r.backend_start).toISOString(),
+    clientPort: r.port === null || Number(r.port) < 0 ? undefined : Number(r.port),
+    clientIp: (r.ip as string | null) ?? undefined,
+  }));
+}
+
+interface TcpSocket {
+  localPort: number;
+  state: string;
+  inode: string;
+}
+
+function tcpSockets(): TcpSocket[] {
+  const out: TcpSocket[] = [];
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10) continue;
+      out.push({ localPort: parseInt(cols[1]!.split(':')[1]!, 16), state: cols[3]!, inode: cols[9]! });
+    }
+  }
+  return out;
+}
+
+function statFields(pid: string): { ppid: string; session: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { ppid: f[1]!, session: f[3]! };
+  } catch {
+    return undefined;
+  }
+}
+
+function socketInodesOf(pid: string): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/fd`)
+      .map((fd) => {
+        try {
+          return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+        } catch {
+          return undefined;
+        }
+      })
+      .filter((i): i is string => i !== undefined);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Local TCP ports of the app's connections: the sockets of the processes that listen on the
+ * app's port (their session, unless it is this worker's own, else them and their descendants).
+ * `listening: false`: nothing listens there (the app is down: every session is another client's).
+ * `ports: undefined`: something listens but its processes cannot be read from here.
+ */
+export function appClientPorts(appPort: number): { listening: boolean; ports?: Set<number> } {
+  const sockets = tcpSockets();
+  const listenInodes = new Set(sockets.filter((s) => s.state === '0A' && s.localPort === appPort).map((s) => s.inode));
+  if (listenInodes.size === 0) return { listening: false };
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  const inodesByPid = new Map(pids.map((p) => [p, socketInodesOf(p)]));
+  const listeners = pids.filter((p) => inodesByPid.get(p)!.some((i) => listenInodes.has(i)));
+  if (listeners.length === 0) return { listening: true };
+  const stats = new Map(pids.map((p) => [p, statFields(p)]));
+  const ownSession = statFields(String(process.pid))?.session;
+  const sessions = new Set(listeners.map((p) => stats.get(p)?.session).filter((s): s is string => !!s && s !== ownSession && s !== '0'));
+  const app = new Set(listeners);
+  if (sessions.size) for (const p of pids) if (sessions.has(stats.get(p)?.session ?? '')) app.add(p);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of pids) if (!app.has(p) && app.has(stats.get(p)?.ppid ?? '')) (app.add(p), (grew = true));
+  }
+  const appInodes = new Set([...app].flatMap((p) => inodesByPid.get(p) ?? []));
+  return { listening: true, ports: new Set(sockets.filter((s) => s.state === '01' && appInodes.has(s.inode)).map((s) => s.localPort)) };
+}
+
+function localAddresses(): Set<string> {
+  const addrs = new Set(['127.0.0.1', '::1']);
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) addrs.add(a.address);
+  return addrs;
+}
+
+/** The live database's sessions that are not the running app's; `unattributed`: local ones whose owner could not be read. */
+export function othersThan(appPort: number, sessions: SessionRow[]): { others: SessionRow[]; unattributed: SessionRow[] } {
+  const app = appClientPorts(appPort);
+  if (!app.listening) return { others: sessions, unattributed: [] };
+  const local = localAddresses();
+  const others: SessionRow[] = [];
+  const unattributed: SessionRow[] = [];
+  for (const s of sessions) {
+    const isLocal = s.clientIp === undefined || local.has(s.clientIp) || /^127\./.test(s.clientIp) || s.clientIp.startsWith('::ffff:127.');
+    if (!isLocal) others.push(s); // the app runs on this node (the worker's): a remote client is another one
+    else if (s.clientPort === undefined || app.ports === undefined) unattributed.push(s);
+    else if (!app.ports.has(s.clientPort)) others.push(s);
+  }
+  return { others, unattributed };
+}
+
+async function settleBeforeStop(d: ResolvedDeployment, admin: pg.Client, live: string, notes: string[]): Promise<DatabaseSession[]> {
+  const { policy, timeout } = d.profile.database.otherSessions;
+  const strip = (rows: SessionRow[]): DatabaseSession[] => rows.map(({ clientPort: _p, clientIp: _i, ...s }) => s);
+  const look = async () => othersThan(d.profile.port, await sessionsOn(admin, live));
+  let seen = await look();
+  if (seen.unattributed.length) {
+    notes.push(`${seen.unattributed.length} local session(s) could not be told apart from the app's (${describeSessions(strip(seen.unattributed))}): checked at the swap`);
+  }
+  if (seen.others.length === 0) return [];
+  const first = strip(seen.others);
+  const todo = `stop those clients and start the rollback again, or set database.otherSessions.policy to "terminate" in the profile`;
+  if (policy === 'terminate') {
+    notes.push(`${first.length} other session(s) on ${live} will be terminated at the swap (policy terminate): ${describeSessions(first)}`);
+    return first;
+  }
+  if (policy === 'refuse') throw refuse(`${first.length} other session(s) connected to database ${live} (policy refuse): ${describeSessions(first)}; ${todo}`);
+  const deadline = Date.now() + durationMs(timeout);
+  while (seen.others.length) {
+    if (Date.now() > deadline) {
+      throw refuse(`${seen.others.length} other session(s) still connected to database ${live} after waiting ${timeout} (policy wait): ${describeSessions(strip(seen.others))}; ${todo}`);
+    }
+    heartbeat(`waiting for other sessions to end before the stop: ${describeSessions(strip(seen.others))}`);
+    await sleep(200);
+    seen = await look();
+  }
+  notes.push(`waited for ${first.length} other session(s) to end before the stop: ${describeSessions(first)}`);
+  return first;
+}
