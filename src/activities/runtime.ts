@@ -8,7 +8,8 @@ import { redactSecrets } from '../config/secrets.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
-import { beamDirOf, currentDirOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
+import { beamDirOf, currentDirOf, currentLinkOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
+import { isInTreeOf, listenSocketsOn, pidsHoldingSockets, processFacts, rootForms, runsFrom, type ProcessFacts } from './listeners.js';
 
 /** What the process adapter records about the runtime it started. */
 interface RuntimeRecord {
@@ -34,6 +35,8 @@ export interface RuntimeProbe {
   answering: boolean;
   healthStatus?: number;
   version?: string;
+  /** After a start: how dg-upgrade proved that the runtime it started answers (docs/decisions.md, "Started means ours answers"). */
+  servedBy?: string;
 }
 
 const MARKER = 'DG_UPGRADE_RUNTIME';
@@ -138,6 +141,98 @@ export async function runtimeAnswers(deployment: string): Promise<boolean> {
   return (await healthz(deploymentOf(deployment))) !== undefined;
 }
 
+/** A process as named in a failure: pid, command line (secrets redacted, cut at 300 chars), cwd. */
+function describeProcess(d: ResolvedDeployment, f: ProcessFacts): string {
+  let cmd = redactSecrets(f.cmdline || '(command line not readable)', secretValues(d));
+  if (cmd.length > 300) cmd = `${cmd.slice(0, 300)}…`;
+  return `pid ${f.pid} (\`${cmd}\`${f.cwd ? `, cwd ${f.cwd}` : ''})`;
+}
+
+/** Where the runtime deployed from `dir` runs: the release root (release model) or the version's beam dir, also as reached through the `current` link. */
+function deployedRootsOf(d: ResolvedDeployment, dir: string): string[] {
+  const rootIn = (version: string) => (d.profile.model === 'release' ? otpReleaseDirOf(d, version) : beamDirOf(d, version));
+  const roots = rootForms(rootIn(dir));
+  if (d.profile.layout === 'releases' && currentDirOf(d) === path.resolve(dir)) roots.push(rootIn(currentLinkOf(d)));
+  return [...new Set(roots)];
+}
+
+type Identity =
+  | { ok: true; servedBy: string }
+  | { ok: false; problem: string; foreign: ProcessFacts[] };
+
+/**
+ * Proves that the runtime dg-upgrade started from `dir` is what listens on the app's port (the
+ * rule "Started means ours answers", docs/decisions.md): every LISTEN socket on the port (that
+ * takes connections to the profile's host) is held by the spawned process or a descendant of it
+ * (process adapter), and that process runs from the deployed version's dir (its cwd or a path
+ * among its arguments). The command adapter's start daemonizes (the server is re-parented), so
+ * there a listener running from inside the deployed release root is accepted.
+ */
+function proveIdentity(d: ResolvedDeployment, dir: string, record: RuntimeRecord | undefined): Identity {
+  const port = d.profile.port;
+  const sockets = listenSocketsOn(port, d.profile.host);
+  if (sockets.length === 0) {
+    return {
+      ok: false,
+      foreign: [],
+      problem: `something answers ${baseUrlOf(d)}, but no socket listening on port ${port} is visible in this worker's /proc/net/tcp or tcp6: the app runs in another network namespace (a container?) than the worker, so which process answers cannot be proven; run the worker in the app's network namespace`,
+    };
+  }
+  const holders = pidsHoldingSockets(sockets.map((s) => s.inode));
+  const roots = deployedRootsOf(d, dir);
+  const ours = d.profile.runtime.adapter === 'process' && record !== undefined && isOurProcess(d, record) ? record : undefined;
+  const proofs: string[] = [];
+  for (const socket of sockets) {
+    const where = `${socket.address.includes(':') ? `[${socket.address}]` : socket.address}:${port}`;
+    const facts = (holders.get(socket.inode) ?? []).map(processFacts);
+    if (facts.length === 0) {
+      return {
+        ok: false,
+        foreign: [],
+        problem: `port ${port} is held by a socket (${where}, inode ${socket.inode}) whose process this worker cannot see (another user's process: its /proc/<pid>/fd is not readable), so it cannot be proven to be the runtime dg-upgrade started; run the worker as the app's user (or root)`,
+      };
+    }
+    if (d.profile.runtime.adapter === 'process') {
+      const inTree = ours ? facts.filter((f) => isInTreeOf(f.pid, ours.pid)) : [];
+      const spawned = record ? `the runtime dg-upgrade started (pid ${record.pid}${ours ? '' : ', no longer running'})` : 'the runtime dg-upgrade started (no pidfile)';
+      if (inTree.length === 0) {
+        return { ok: false, foreign: facts, problem: `port ${port} (${where}) is held by ${facts.map((f) => describeProcess(d, f)).join(', ')}, not by ${spawned} nor a process of its tree` };
+      }
+      const from = inTree.map((f) => ({ f, from: runsFrom(f, roots) })).find((x) => x.from);
+      if (!from) {
+        return {
+          ok: false,
+          foreign: [],
+          problem: `port ${port} (${where}) is held by ${inTree.map((f) => describeProcess(d, f)).join(', ')} of the runtime dg-upgrade started, but it does not run from the deployed ${roots[0]} (neither its cwd nor its command line is inside it): the version deployed is not proven to serve`,
+        };
+      }
+      proofs.push(`${where} is held by pid ${from.f.pid} (${from.f.pid === ours!.pid ? 'the spawned process' : `a descendant of the spawned pid ${ours!.pid}`}), running from ${from.from}`);
+    } else {
+      const from = facts.map((f) => ({ f, from: runsFrom(f, roots) })).find((x) => x.from);
+      if (!from) {
+        return {
+          ok: false,
+          foreign: facts,
+          problem: `port ${port} (${where}) is held by ${facts.map((f) => describeProcess(d, f)).join(', ')}, which does not run from the deployed release ${roots[0]} (neither its cwd nor its command line is inside it): not the runtime the start command (${d.profile.runtime.start.join(' ')}) started`,
+        };
+      }
+      proofs.push(`${where} is held by pid ${from.f.pid}, running from ${from.from}, inside the deployed ${roots[0]} (command adapter: the start command daemonizes, so the process is re-parented and its tree is not followed; the release root is the proof)`);
+    }
+  }
+  return { ok: true, servedBy: proofs.join('; ') };
+}
+
+/** Who holds the app's port, when that is not the runtime dg-upgrade started: '' when nobody does or it cannot be told. */
+function foreignHolderNote(d: ResolvedDeployment, dir: string): string {
+  const port = d.profile.port;
+  const sockets = listenSocketsOn(port, d.profile.host);
+  if (sockets.length === 0) return '';
+  const identity = proveIdentity(d, dir, readRecord(d));
+  if (identity.ok || identity.foreign.length === 0) return '';
+  const pids = identity.foreign.map((f) => f.pid).join(', ');
+  return `; ${identity.problem}: that process took the port (dg-upgrade never stops a process it did not start); stop pid ${pids} or move it off port ${port}, then retry`;
+}
+
 /** Short polls: every poll interval spent after the state changed is downtime. */
 const POLL_MS = 50;
 
@@ -170,7 +265,7 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
   if (!current.running) {
     if (current.answering) {
       throw ApplicationFailure.nonRetryable(
-        `port ${d.profile.port} is already answering but not by a runtime dg-upgrade started; stop that process first`,
+        `port ${d.profile.port} is already answering but not by a runtime dg-upgrade started${holdersOf(d)}; stop that process first`,
       );
     }
     const env = { ...process.env, ...runtimeEnv(d), [MARKER]: d.name };
@@ -200,6 +295,7 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
       await failpoint('startRuntime.afterSpawn');
     } else {
       await runCommand(rt.start[0]!, rt.start.slice(1), { cwd: beamDirOf(d, dir), env: { ...runtimeEnv(d), [MARKER]: d.name }, secrets: secretValues(d) });
+      await failpoint('startRuntime.afterStart');
     }
   }
   const exitedDuringStart = async () => {
@@ -207,7 +303,26 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
     if (exitEvent) await Promise.race([exitEvent, sleep(1000)]);
     const how = !exited ? 'exited' : exited.signal ? `was killed by ${exited.signal}` : `exited with code ${exited.code}`;
     const logFile = path.join(runDirOf(d), 'runtime.log');
-    return ApplicationFailure.nonRetryable(`the runtime ${how} during start; last lines of ${logFile}:\n${logTail(d, logFile)}`);
+    return ApplicationFailure.nonRetryable(`the runtime ${how} during start${foreignHolderNote(d, dir)}; last lines of ${logFile}:\n${logTail(d, logFile)}`);
+  };
+  // "Started" means the runtime dg-upgrade started answers, proven (docs/decisions.md): any 200
+  // is not enough, a stranger may hold the port. Unproven, the runtime started is stopped (never
+  // the stranger) and the start fails for good.
+  let servedBy: string | undefined;
+  const proven = async (): Promise<true> => {
+    const identity = proveIdentity(d, dir, readRecord(d));
+    if (identity.ok) {
+      servedBy = identity.servedBy;
+      return true;
+    }
+    const stopped = await stopStartedRuntime(d);
+    const left = identity.foreign.length ? ` and left ${identity.foreign.map((f) => `pid ${f.pid}`).join(', ')} alone (dg-upgrade never stops a process it did not start)` : '';
+    const todo = identity.foreign.length
+      ? `stop ${identity.foreign.map((f) => `pid ${f.pid}`).join(', ')} or move it off port ${d.profile.port}, then retry`
+      : 'fix the cause named above, then retry';
+    return Promise.reject(
+      ApplicationFailure.nonRetryable(`the runtime started from ${dir} is not what answers ${baseUrlOf(d)}: ${identity.problem}. dg-upgrade ${stopped}${left}; ${todo}`),
+    );
   };
   // A `daemon` start command returns before the runtime boots; one that never comes up is seen
   // by the status command saying "stopped" for this long after the start, not at the timeout.
@@ -218,11 +333,11 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
     if (rt.adapter === 'process') {
       const probe = await probeRuntime(deployment);
       if (!probe.running) throw await exitedDuringStart();
-      return probe.healthStatus === 200;
+      return probe.healthStatus === 200 && proven();
     }
     // The status command boots a BEAM of its own (about a second): it is asked only once the
     // grace period is over, and healthz alone is polled until then.
-    if ((await healthz(d))?.status === 200) return true;
+    if ((await healthz(d))?.status === 200) return proven();
     if (Date.now() - startedAt > commandGraceMs && !(await commandSaysRunning(d))) {
       throw ApplicationFailure.nonRetryable(
         `the start command (${rt.start.join(' ')}) returned, but the status command (${rt.status.join(' ')}) still says stopped ${Math.round(commandGraceMs / 1000)} s later: the runtime did not boot; see the runtime's own log (for an OTP release: tmp/log/ in the release dir)`,
@@ -232,9 +347,53 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
   });
   if (!ok) {
     const where = rt.adapter === 'process' ? `its log in ${runDirOf(d)}` : "the runtime's own log (the command adapter writes none)";
-    throw ApplicationFailure.nonRetryable(`the runtime did not answer /api/healthz with 200 within ${rt.startTimeout}; see ${where}`);
+    throw ApplicationFailure.nonRetryable(`the runtime did not answer /api/healthz with 200 within ${rt.startTimeout}; see ${where}${foreignHolderNote(d, dir)}`);
   }
-  return probeRuntime(deployment);
+  const final = await probeRuntime(deployment);
+  if (rt.adapter === 'process' && !final.running) throw await exitedDuringStart();
+  return { ...final, servedBy };
+}
+
+/** Who answers on the port (for a refusal before anything is started): '' when it cannot be told. */
+function holdersOf(d: ResolvedDeployment): string {
+  const sockets = listenSocketsOn(d.profile.port, d.profile.host);
+  const holders = pidsHoldingSockets(sockets.map((s) => s.inode));
+  const facts = [...new Set([...holders.values()].flat())].map(processFacts);
+  return facts.length ? ` (it is held by ${facts.map((f) => describeProcess(d, f)).join(', ')})` : '';
+}
+
+/**
+ * Stops the runtime this start started, when it is not what answers: the process adapter signals
+ * the recorded process group only (pid + start time checked; a stranger is never signalled); the
+ * command adapter runs the stop command when the status command says running, without waiting for
+ * the port to close (the stranger keeps it). Says what it did, for the failure message.
+ */
+async function stopStartedRuntime(d: ResolvedDeployment): Promise<string> {
+  const rt = d.profile.runtime;
+  const timeoutMs = durationMs(rt.stopTimeout);
+  try {
+    if (rt.adapter === 'command') {
+      if (!(await commandSaysRunning(d))) return 'found the runtime it started already stopped';
+      await runCommand(rt.stop[0]!, rt.stop.slice(1), commandContext(d));
+      const stopped = await waitUntil('stopping the runtime that does not answer', timeoutMs, async () => !(await commandSaysRunning(d)));
+      return stopped ? `stopped the runtime it started (${rt.stop.join(' ')})` : `ran the stop command (${rt.stop.join(' ')}), but the status command still says running after ${rt.stopTimeout}`;
+    }
+    const record = readRecord(d);
+    if (!record || !isOurProcess(d, record)) {
+      rmSync(pidfileOf(d), { force: true });
+      return 'found the runtime it started already gone';
+    }
+    signalGroup(record.pid, 'SIGTERM');
+    let gone = await waitUntil('stopping the runtime that does not answer', timeoutMs, async () => !isOurProcess(d, record));
+    if (!gone) {
+      signalGroup(record.pid, 'SIGKILL');
+      gone = await waitUntil('killing the runtime that does not answer', 5000, async () => !isOurProcess(d, record));
+    }
+    if (gone) rmSync(pidfileOf(d), { force: true });
+    return gone ? `stopped the runtime it started (pid ${record.pid})` : `could not stop the runtime it started (pid ${record.pid}, still running)`;
+  } catch (err) {
+    return `could not stop the runtime it started (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`;
+  }
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
@@ -273,7 +432,7 @@ export async function stopRuntime(deployment: string): Promise<{ wasRunning: boo
   if (existsSync(pidfileOf(d))) rmSync(pidfileOf(d), { force: true });
   const portFree = await waitUntil('waiting for the port to close', 5000, async () => !(await healthz(d)));
   if (!portFree) {
-    throw ApplicationFailure.nonRetryable(`port ${d.profile.port} still answers after the stop: a runtime dg-upgrade did not start is running there`);
+    throw ApplicationFailure.nonRetryable(`port ${d.profile.port} still answers after the stop: a runtime dg-upgrade did not start is running there${holdersOf(d)}; stop that process (dg-upgrade never stops a process it did not start), then retry`);
   }
   return { wasRunning, forced };
 }
