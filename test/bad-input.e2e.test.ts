@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -27,6 +27,11 @@ before(async () => {
   d = await createRunningDeployment(temporal, 'badin');
   connection = await Connection.connect({ address: temporal.address });
   client = new Client({ connection, namespace: temporal.namespace });
+  // A workflow read writes (the app's SLA sweep escalates seeded items past their deadline, with an
+  // action and a notification), and the first smoke check of a case would do it: read once before
+  // the baseline, so that "nothing changed" compares with the escalated state.
+  const read = await getJson(`http://127.0.0.1:${d.port}/api/v1/workflows?limit=12`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+  assert.equal(read.status, 200, 'the workflow inbox answers');
   baseline = await databaseFacts(d.databaseUrl);
   scratch = mkdtempSync(path.join(d.dir, 'scratch-'));
 });
@@ -199,6 +204,16 @@ const cases: Case[] = [
   { kind: 'cli', name: 'release-validate on a live install', run: () => cli(['release-validate', '-d', d.name]), exit: 15, first: /refused for deployment/, todo: /disposableDemo/ },
   { kind: 'cli', name: 'Temporal unreachable', run: () => cli(['status', d.name], { TEMPORAL_ADDRESS: '127.0.0.1:1' }), exit: 5, first: /cannot reach Temporal at 127\.0\.0\.1:1/ },
   { kind: 'cli', name: 'mTLS certificate without its key', run: () => cli(['status', d.name], { TEMPORAL_TLS_CERT: '/nonexistent.pem' }), exit: 2, first: /set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY/ },
+  // Issue 20: parseArgs keeps the last of a repeated flag and takes any positional silently.
+  { kind: 'cli', name: 'upgrade --to given twice', run: () => cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--to', 'v0.1.0']), exit: 2, first: /--to is given more than once \(--to v0\.2\.0, then --to v0\.1\.0\); give it once/, todo: /upgrade --help/ },
+  { kind: 'cli', name: 'plan -d given twice', run: () => cli(['plan', '-d', d.name, '-d', 'other', '--to', 'v0.2.0']), exit: 2, first: /--deployment is given more than once \(-d badin-\S+, then -d other\)/ },
+  { kind: 'cli', name: 'status with an extra positional argument', run: () => cli(['status', d.name, 'extra']), exit: 2, first: /unexpected argument "extra": dg-upgrade status takes one positional argument/ },
+  { kind: 'cli', name: 'upgrade with a positional argument', run: () => cli(['upgrade', d.name, '-d', d.name, '--to', 'v0.2.0']), exit: 2, first: /unexpected argument "badin-\S+": dg-upgrade upgrade takes no positional arguments/ },
+  { kind: 'cli', name: 'reject naming the deployment twice', run: () => cli(['reject', d.name, '-d', 'other']), exit: 2, first: /the deployment is given twice/ },
+  { kind: 'cli', name: 'list --limit 1e3 (not a plain integer)', run: () => cli(['list', '--limit', '1e3']), exit: 2, first: /--limit must be a positive integer \(plain decimal digits\), not "1e3"/ },
+  { kind: 'cli', name: 'accept-data-loss --events 0x3 (not a plain integer)', run: () => cli(['accept-data-loss', d.name, '--events', '0x3']), exit: 2, first: /--events must be a positive integer \(plain decimal digits\), not "0x3"/ },
+  { kind: 'cli', name: 'unknown Temporal namespace', run: () => cli(['status', d.name], { TEMPORAL_NAMESPACE: 'no-such-namespace' }), exit: 5, first: /has no namespace "no-such-namespace"/, todo: /TEMPORAL_NAMESPACE/ },
+  { kind: 'cli', name: 'help upgrade prints the upgrade help with its options', run: () => cli(['help', 'upgrade']), exit: 0, first: /^dg-upgrade upgrade: start an upgrade/, todo: /-d, --deployment VALUE[\s\S]*--to VALUE/ },
   { kind: 'cli', name: 'worker with a missing profile', run: () => cli(['worker', '--profile', path.join(scratch, 'none.json')]), exit: 9, first: /cannot read profile .*ENOENT/ },
 
   // --- profile contents (the CLI validates before starting anything) ---
@@ -238,6 +253,33 @@ const cases: Case[] = [
     },
     exit: 9,
     first: /cannot read profile .*EACCES/,
+  },
+  {
+    kind: 'profile',
+    name: 'approval timeout "0s"',
+    run: () => cli(['plan', '-d', d.name, '--to', 'v0.2.0', '--profile', profileWith((_, x) => (x.approval.timeout = '0s'))]),
+    exit: 9,
+    first: /approval\.timeout: a positive duration, at least "1s"/,
+  },
+  {
+    kind: 'profile',
+    name: 'a key given twice in the profile JSON',
+    run: () => {
+      const text = readFileSync(profileWith(() => {}), 'utf8');
+      const port = JSON.parse(text).deployments[d.name].port;
+      const doubled = text.replace(`"port":${port}`, `"port":${port},"port":1`);
+      assert.notEqual(doubled, text);
+      return cli(['plan', '-d', d.name, '--to', 'v0.2.0', '--profile', secretFile('doubled-port.json', doubled)]);
+    },
+    exit: 9,
+    first: /profile \S*doubled-port\.json: key "port" appears twice in deployments\.badin-\S+ \(JSON keeps only the last/,
+  },
+  {
+    kind: 'profile',
+    name: 'two deployments sharing a port and a database',
+    run: () => cli(['plan', '-d', d.name, '--to', 'v0.2.0', '--profile', profileWith((p, x) => (p.deployments.twin = JSON.parse(JSON.stringify(x))))]),
+    exit: 9,
+    first: /deployments\.twin\.port: port \d+ on node "\S+" is already the port of deployment "badin-\S+".*deployments\.twin\.database\.url: the same database reference as deployment/,
   },
 
   // --- secret references (resolved by the worker, on the node) ---
@@ -385,7 +427,7 @@ const cases: Case[] = [
       await rawSignal(lockId(), 'acceptDataLoss', { encoding: 'json/plain', data: json({ by: 'm7', events: 1 }) });
       await sleep(500);
       const r = await cli(['status', d.name]);
-      assert.equal((r.stdout.match(/ignored signal: approve by /g) ?? []).length, bad.length, `every bad approve is listed as ignored: ${r.stdout}`);
+      assert.equal((r.stdout.match(/ignored signal: approve[ :]/g) ?? []).length, bad.length, `every bad approve is listed as ignored: ${r.stdout}`);
       for (const by of ['m1', 'm2', 'm4', 'm5']) assert.match(r.stdout, new RegExp(`ignored signal: approve by ${by}: plan hash .* does not match`));
       assert.doesNotMatch(r.stdout, /decision: approved/);
       await rejectWaiting();
@@ -424,6 +466,53 @@ const cases: Case[] = [
     exit: 0,
     first: /phase: awaiting-approval/,
     todo: /ignored signal/,
+  },
+  {
+    // Issue 20: signal fields from the UI are bounded, `by` is required, and none reaches the terminal raw.
+    kind: 'signal',
+    name: 'UI approves with an ESC-laden by, no by, a 1.9 MB comment and a 1.9 MB by: ignored, status answers, cancel frees the lock',
+    run: async () => {
+      const hash = await waitingRun();
+      const stale = '000000000000000000000000';
+      await rawSignal(lockId(), 'approve', { encoding: 'json/plain', data: json({ by: '\u001b[2J\u001b[H\u001b]0;pwned\u0007mallory', planHash: stale, comment: 'c'.repeat(1_900_000) }) });
+      await rawSignal(lockId(), 'approve', { encoding: 'json/plain', data: json({ planHash: hash, comment: 'approved by nobody' }) });
+      await rawSignal(lockId(), 'approve', { encoding: 'json/plain', data: json({ by: 'n'.repeat(1_900_000), planHash: hash }) });
+      await sleep(1000);
+      const r = await cli(['status', d.name]);
+      assert.doesNotMatch(r.stdout + r.stderr, /[\u001b\u0007]/, 'no raw control character reaches the terminal');
+      assert.match(r.stdout, /ignored signal: approve by \\u001b\[2J\\u001b\[H\\u001b\]0;pwned\\u0007mallory: plan hash 0{24} does not match/);
+      assert.match(r.stdout, /ignored signal: approve without "by": a signal must say who sends it/);
+      assert.match(r.stdout, /ignored signal: approve by n+… \(1900000 characters\): "by" is 1900000 characters, at most 100/);
+      assert.doesNotMatch(r.stdout, /decision: approved/);
+      const asJson = await cli(['status', d.name, '--json']);
+      assert.equal(JSON.parse(asJson.stdout).phase, 'awaiting-approval');
+      assert.ok(asJson.stdout.length < 100_000, `the status stays small: ${asJson.stdout.length} bytes`);
+      const cancelled = await cli(['cancel', d.name]);
+      assert.equal(cancelled.exitCode, 0, `cancel: ${cancelled.stdout}${cancelled.stderr}`);
+      const ended = await cli(['status', d.name, '--follow']);
+      assert.equal(ended.exitCode, 3, `cancelled before cutover: ${ended.stdout}${ended.stderr}`);
+      return r;
+    },
+    exit: 0,
+    first: /^dg-upgrade-\S+ {2}upgrade {2}phase: awaiting-approval/,
+    todo: /ignored signal: approve without "by"/,
+  },
+  {
+    kind: 'signal',
+    name: 'UI reject with a 1.9 MB comment and an ESC-laden by: rejected, the comment cut, the result small, no raw ESC',
+    run: async () => {
+      await waitingRun();
+      await rawSignal(lockId(), 'reject', { encoding: 'json/plain', data: json({ by: '\u001b[31malice\u001b[0m', comment: 'r'.repeat(1_900_000) }) });
+      const r = await cli(['status', d.name, '--follow']);
+      const after = await cli(['status', d.name]);
+      assert.equal(after.exitCode, 0, `status of the rejected run: ${after.stdout.slice(0, 500)}${after.stderr}`);
+      assert.doesNotMatch(r.stdout + r.stderr + after.stdout + after.stderr, /\u001b/, 'no raw ESC reaches the terminal');
+      assert.match(after.stdout, /decision: rejected by \\u001b\[31malice\\u001b\[0m \(r{2000}… \[comment truncated/);
+      return r;
+    },
+    exit: 3,
+    first: /not approved \(rejected by \\u001b\[31malice\\u001b\[0m: r{2000}… \[comment truncated: 1900000 characters, the first 2000 kept\]\); nothing changed/,
+    todo: /rejected by/,
   },
 
   // --- UI-style starts: wrong IDs, inputs, encodings, types, task queues ---
@@ -599,6 +688,17 @@ const cases: Case[] = [
     exit: 1,
     first: /failed at backup: .*(no space|No space).*; the previous version was restarted/,
     todo: /(filesystem|free)/,
+  },  {
+    kind: 'fault',
+    name: 'repository path in a symlink loop: ELOOP and the path',
+    run: () => {
+      const loop = path.join(scratch, `loop-${Math.random().toString(36).slice(2)}`);
+      symlinkSync(`${loop}-b`, loop);
+      symlinkSync(loop, `${loop}-b`);
+      return withWorkerProfile((x) => (x.repoPath = loop), () => cli(['plan', '-d', d.name, '--to', 'v0.2.0']));
+    },
+    exit: 1,
+    first: /ELOOP.*scratch-\S+\/loop-/,
   },
 ];
 

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { runCommand } from '../src/activities/exec.js';
 import { EXIT, EXIT_CODE_TABLE } from '../src/client/exitCodes.js';
 import { terminalSafe } from '../src/client/terminalText.js';
+import { checkOperatorFields, pushIgnored, quoted, SIGNAL_LIMITS } from '../src/workflows/signalFields.js';
 import { PROJECT_ROOT } from './support/e2e.js';
 import { validateRefSyntax } from '../src/activities/git.js';
 import { sideDatabaseNames } from '../src/activities/restore.js';
@@ -93,4 +94,29 @@ test('per-command help lists its options; `help upgrade` is the upgrade help', (
   const unknown = run('help', 'upgrad');
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /^dg-upgrade: error: unknown command "upgrad"/);
+});
+
+test('signal fields: `by` required and at most 100 characters, comment cut to 2000 with a note, reasons and the ignored list bounded', () => {
+  assert.deepEqual(checkOperatorFields('approve', { by: 'alice', planHash: 'x', comment: 'ok' }), { by: 'alice', comment: 'ok' });
+  for (const missing of [{ planHash: 'x' }, { by: '' }, { by: '   ' }, { by: 12 }, { by: null }]) {
+    assert.match(checkOperatorFields('approve', missing).ignored ?? 'accepted', /^approve without "by"/, JSON.stringify(missing));
+  }
+  assert.match(checkOperatorFields('reject', null).ignored ?? '', /^reject: the payload null is not a JSON object/);
+  assert.match(checkOperatorFields('approve', { undecodablePayload: 'encoding binary/protobuf: x' }).ignored ?? '', /could not be decoded .*json\/plain/);
+  const longBy = checkOperatorFields('reject', { by: 'm'.repeat(101) }).ignored ?? '';
+  assert.match(longBy, /"by" is 101 characters, at most 100/);
+  assert.ok(longBy.length < 200);
+  assert.equal(checkOperatorFields('reject', { by: 'b'.repeat(100) }).ignored, undefined);
+  const huge = 'x'.repeat(1_900_000);
+  const cut = checkOperatorFields('reject', { by: 'alice', comment: huge });
+  assert.equal(cut.ignored, undefined);
+  assert.ok(cut.ignored === undefined && cut.comment!.length < SIGNAL_LIMITS.comment + 100);
+  assert.match(cut.ignored === undefined ? cut.comment! : '', /… \[comment truncated: 1900000 characters, the first 2000 kept\]$/);
+  assert.match(checkOperatorFields('retry', { by: 'a', comment: { x: 1 } }).ignored ?? '', /"comment" must be text/);
+  assert.equal(quoted('y'.repeat(1000)).length < 100, true);
+  const list: string[] = [];
+  for (let i = 0; i < 500; i++) pushIgnored(list, `approve by m${i}: ${'z'.repeat(5000)}`);
+  assert.equal(list.length, SIGNAL_LIMITS.ignoredSignals);
+  assert.ok(list.every((e) => e.length <= SIGNAL_LIMITS.ignoredEntry + 40));
+  assert.match(list.at(-1)!, /^\.\.\. and 451 more ignored signals \(not listed; the last: approve by m499/);
 });

@@ -9,6 +9,7 @@ import {
 import { long, quick, wholeDatabase } from './activityProxies.js';
 import { causeOf, failureTypeOf, messageOf, inputMessage } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
+import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './signalFields.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
@@ -70,7 +71,19 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   let accepted: { by: string; events: number } | undefined;
   let operatorAction: { kind: 'retry' | 'abandon'; signal: OperatorSignal } | undefined;
   setHandler(statusQuery, () => ({ ...status, steps: steps.list, rollback: { ...report, summary: status.summary } }));
+  // Asked once, before the first command: runs started on older code keep the old handlers.
+  const boundedSignals = patched(BOUNDED_SIGNALS);
   setHandler(acceptDataLossSignal, (s) => {
+    if (boundedSignals) {
+      const checked = checkOperatorFields('acceptDataLoss', s);
+      if (checked.ignored !== undefined) return void pushIgnored(status.ignoredSignals, checked.ignored);
+      if (!status.dataLoss || status.phase !== 'awaiting-data-loss-approval') return void pushIgnored(status.ignoredSignals, `acceptDataLoss by ${checked.by}: not waiting for it`);
+      if (s.events !== status.dataLoss.eventsAfterBackup) {
+        return void pushIgnored(status.ignoredSignals, `acceptDataLoss by ${checked.by}: accepts ${quoted(s.events)} events, but ${status.dataLoss.eventsAfterBackup} would be discarded`);
+      }
+      accepted = { by: checked.by, events: s.events };
+      return;
+    }
     if (!status.dataLoss || status.phase !== 'awaiting-data-loss-approval') return void status.ignoredSignals.push(`acceptDataLoss by ${s?.by}: not waiting for it`);
     if (s?.events !== status.dataLoss.eventsAfterBackup) {
       return void status.ignoredSignals.push(`acceptDataLoss by ${s?.by}: accepts ${s?.events} events, but ${status.dataLoss.eventsAfterBackup} would be discarded`);
@@ -78,10 +91,23 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     accepted = { by: s.by, events: s.events };
   });
   setHandler(retrySignal, (s) => {
+    if (boundedSignals) {
+      const checked = checkOperatorFields('retry', s);
+      if (checked.ignored !== undefined) return void pushIgnored(status.ignoredSignals, checked.ignored);
+      if (status.phase !== 'rollback-blocked') return void pushIgnored(status.ignoredSignals, `retry by ${checked.by}: nothing failed`);
+      operatorAction = { kind: 'retry', signal: { by: checked.by, comment: checked.comment } };
+      return;
+    }
     if (status.phase !== 'rollback-blocked') return void status.ignoredSignals.push(`retry by ${s?.by}: nothing failed`);
     operatorAction = { kind: 'retry', signal: s };
   });
   setHandler(abandonSignal, (s) => {
+    if (boundedSignals) {
+      const checked = checkOperatorFields('abandon', s);
+      if (checked.ignored !== undefined) return void pushIgnored(status.ignoredSignals, checked.ignored);
+      operatorAction = { kind: 'abandon', signal: { by: checked.by, comment: checked.comment } };
+      return;
+    }
     operatorAction = { kind: 'abandon', signal: s };
   });
 

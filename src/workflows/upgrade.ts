@@ -20,6 +20,7 @@ import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
+import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './signalFields.js';
 import {
   BAD_INPUT_TYPES,
   FAILURE_TYPES,
@@ -86,7 +87,21 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
   tagRun(deployment, targetRef, 'upgrade');
 
   setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
+  // Asked once, before the first command: a run that started on older code keeps the old handlers
+  // when it replays (and after a worker swap), a new run gets bounded fields and a required `by`.
+  const boundedSignals = patched(BOUNDED_SIGNALS);
   setHandler(approveSignal, (signal) => {
+    if (boundedSignals) {
+      const checked = checkOperatorFields('approve', signal);
+      if (checked.ignored !== undefined) return void pushIgnored(status.ignoredSignals, checked.ignored);
+      if (status.decision) return void pushIgnored(status.ignoredSignals, `approve by ${checked.by}: a decision was already made`);
+      if (!status.planHash) return void pushIgnored(status.ignoredSignals, `approve by ${checked.by}: no plan yet`);
+      if (signal.planHash !== status.planHash) {
+        return void pushIgnored(status.ignoredSignals, `approve by ${checked.by}: plan hash ${quoted(signal.planHash)} does not match the current plan ${status.planHash}`);
+      }
+      status.decision = { kind: 'approved', by: checked.by, comment: checked.comment, at: new Date().toISOString() };
+      return;
+    }
     if (status.decision) return void status.ignoredSignals.push(`approve by ${signal?.by}: a decision was already made`);
     if (!status.planHash) return void status.ignoredSignals.push(`approve by ${signal?.by}: no plan yet`);
     if (signal?.planHash !== status.planHash) {
@@ -95,6 +110,13 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     status.decision = { kind: 'approved', by: signal.by, comment: signal.comment, at: new Date().toISOString() };
   });
   setHandler(rejectSignal, (signal) => {
+    if (boundedSignals) {
+      const checked = checkOperatorFields('reject', signal);
+      if (checked.ignored !== undefined) return void pushIgnored(status.ignoredSignals, checked.ignored);
+      if (status.decision) return void pushIgnored(status.ignoredSignals, `reject by ${checked.by}: a decision was already made`);
+      status.decision = { kind: 'rejected', by: checked.by, comment: checked.comment, at: new Date().toISOString() };
+      return;
+    }
     if (status.decision) return void status.ignoredSignals.push(`reject by ${signal?.by}: a decision was already made`);
     status.decision = { kind: 'rejected', by: signal?.by ?? 'unknown', comment: signal?.comment, at: new Date().toISOString() };
   });
