@@ -120,3 +120,9 @@ test('signal fields: `by` required and at most 100 characters, comment cut to 20
   assert.ok(list.every((e) => e.length <= SIGNAL_LIMITS.ignoredEntry + 40));
   assert.match(list.at(-1)!, /^\.\.\. and 451 more ignored signals \(not listed; the last: approve by m499/);
 });
+
+test('the CLI refuses a --by the workflow would ignore (over 100 characters) before sending anything', () => {
+  const r = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'dg-upgrade.js'), 'reject', 'prod', '--by', 'b'.repeat(101)], { encoding: 'utf8', env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^dg-upgrade: error: --by is 101 characters, at most 100/);
+});

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { workflowUiLink } from './temporalConnection.js';
 import { CliError, EXIT, EXIT_CODE_HELP } from './exitCodes.js';
 import { terminalSafe } from './terminalText.js';
+import { SIGNAL_LIMITS } from '../workflows/signalFields.js';
 import {
   connect,
   deploymentOfLockId,
@@ -566,6 +567,10 @@ function checkArgs(name: string, tokens: Array<{ kind: string; name?: string; ra
       throw new CliError(`--${t.name} is given more than once (${before}, then ${shown}); give it once`, EXIT.badInput, `see dg-upgrade ${name} --help`);
     }
     seen.set(t.name, shown);
+    // The workflow ignores a signal whose `by` is longer than this: say so before sending it.
+    if (t.name === 'by' && t.value !== undefined && t.value.length > SIGNAL_LIMITS.by) {
+      throw new CliError(`--by is ${t.value.length} characters, at most ${SIGNAL_LIMITS.by}`, EXIT.badInput, 'give your name or user@host');
+    }
   }
   const allowed = DEPLOYMENT_POSITIONAL.has(name) ? 1 : 0;
   if (positionals.length > allowed) {
