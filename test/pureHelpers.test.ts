@@ -126,3 +126,21 @@ test('the CLI refuses a --by the workflow would ignore (over 100 characters) bef
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /^dg-upgrade: error: --by is 101 characters, at most 100/);
 });
+
+test('a workflow task failing after a signal blames the signal payload only when the failure is about decoding', async () => {
+  const { workflowTaskTrouble } = await import('../src/client/operations.js');
+  const troubleAfterSignal = (failure: string) => {
+    const events = [
+      { workflowTaskCompletedEventAttributes: {} },
+      { workflowExecutionSignaledEventAttributes: { signalName: 'reject', identity: 'ui' } },
+      { workflowTaskFailedEventAttributes: { failure: { message: failure } } },
+    ];
+    const handle = { fetchHistory: async () => ({ events }) } as never;
+    const desc = { status: { name: 'RUNNING' }, raw: { pendingWorkflowTask: { attempt: 3 } } } as never;
+    return workflowTaskTrouble(handle, desc);
+  };
+  const tooLarge = await troubleAfterSignal('Complete result exceeds size limit.');
+  assert.match(tooLarge!.message, /^Complete result exceeds size limit\. \(after the signal "reject" from ui\)$/);
+  const undecodable = await troubleAfterSignal('Failed to decode payload: Unexpected token x in JSON at position 0');
+  assert.match(undecodable!.message, /a signal payload the worker cannot decode wedges the run/);
+});

@@ -325,6 +325,9 @@ export interface WorkflowTaskTrouble {
   neverStarted: boolean;
 }
 
+/** A workflow task failure about decoding a payload (not any failure that follows a signal). */
+const DECODE_FAILURE = /decod|deserializ|payload convert|converter|Unexpected token|not valid JSON|in JSON at position/i;
+
 /** A workflow task waiting this long for a worker is checked against the task queue's pollers. */
 const UNPICKED_TASK_MS = 5000;
 
@@ -348,7 +351,14 @@ export async function workflowTaskTrouble(handle: WorkflowHandle, desc: Workflow
     // A signal the worker cannot decode fails every later workflow task: name it.
     const lastCompleted = events.map((e) => !!e.workflowTaskCompletedEventAttributes).lastIndexOf(true);
     const signal = events.slice(lastCompleted + 1).find((e) => e.workflowExecutionSignaledEventAttributes)?.workflowExecutionSignaledEventAttributes;
-    if (signal && lastCompleted >= 0) message += ` (after the signal "${signal.signalName}" from ${signal.identity || 'unknown'}; a signal payload the worker cannot decode wedges the run)`;
+    // Blame the signal's payload only when the failure is about decoding: a task that fails for
+    // another reason after a signal (e.g. a result too large to send) must not send the operator
+    // looking for an encoding problem.
+    if (signal && lastCompleted >= 0) {
+      message += DECODE_FAILURE.test(message)
+        ? ` (after the signal "${signal.signalName}" from ${signal.identity || 'unknown'}; a signal payload the worker cannot decode wedges the run)`
+        : ` (after the signal "${signal.signalName}" from ${signal.identity || 'unknown'})`;
+    }
   } else {
     const scheduledMs = Number(pending.scheduledTime?.seconds ?? 0) * 1000;
     const notStarted = !pending.startedTime || Number(pending.startedTime.seconds ?? 0) === 0;
