@@ -4,14 +4,14 @@ import { FAILURE_TYPES, type DeploymentInspection } from '../domain/types.js';
 import { appAdmissionChecks, ownershipProblem, tenantsWithProjections } from './appChecks.js';
 import { databaseUrl, deploymentOf } from './deployment.js';
 import { describeCheckout } from './git.js';
-import { currentDirOf } from './layout.js';
+import { currentDirOf, otpReleaseDirOf } from './layout.js';
 import { backupDirWarning, freeDiskBytes, inspectDatabase, withDatabase } from './postgres.js';
 import { probeRuntime } from './runtime.js';
 
 /** Preflight facts, read-only: what runs now, the database's state, room for a backup. */
 export async function inspectDeployment(deployment: string): Promise<DeploymentInspection> {
   const d = deploymentOf(deployment);
-  const problem = modelProblem(d);
+  const problem = modelProblem(d, otpReleaseDirOf(d, currentDirOf(d)));
   if (problem) throw ApplicationFailure.create({ message: problem, type: FAILURE_TYPES.invalidProfile, nonRetryable: true });
   const db = await inspectDatabase(d);
   const current = await describeCheckout(currentDirOf(d));

@@ -6,6 +6,7 @@ import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { CommandFailed, runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
 import { beamDirOf, commandPidDirOf, logDirOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
+import { placeReleaseAccounts, releaseAccountsToCarry } from './releaseAccounts.js';
 
 function mix(deployment: string, dir: string, task: string[], logName: string, env: Record<string, string> = {}): Promise<void> {
   const d = deploymentOf(deployment);
@@ -50,7 +51,12 @@ export async function buildRelease(deployment: string, dir: string): Promise<voi
   heartbeat('mix compile');
   await failpoint('build.compile');
   await mix(deployment, dir, ['compile'], 'build.log');
-  if (d.profile.model === 'release') await mix(deployment, dir, ['release', d.profile.releaseName, '--overwrite'], 'build.log', { MIX_ENV: 'prod' });
+  if (d.profile.model === 'release') {
+    // Accounts placed in the release root (no _JSON/_FILE in the profile) go into the new release's root too.
+    const accounts = releaseAccountsToCarry(d, dir);
+    await mix(deployment, dir, ['release', d.profile.releaseName, '--overwrite'], 'build.log', { MIX_ENV: 'prod' });
+    if (accounts) placeReleaseAccounts(d, dir, accounts);
+  }
 }
 
 /**

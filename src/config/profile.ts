@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { databaseUrlProblem } from './databaseUrl.js';
@@ -249,12 +249,33 @@ export function runDirOf(d: ResolvedDeployment): string {
 
 export const SERVICE_ACCOUNT_SETTINGS = ['DECISION_GRAPH_SERVICE_ACCOUNTS_JSON', 'DECISION_GRAPH_SERVICE_ACCOUNTS_FILE'] as const;
 
-/** Why this profile cannot run its model, if it cannot: a production release refuses to boot without service accounts. */
-export function modelProblem(d: ResolvedDeployment): string | undefined {
-  if (d.profile.model !== 'release') return undefined;
+/**
+ * Where a packaged release finds its service accounts when neither setting is given, relative to
+ * the release root (DecisionGraph's runtime.exs: `$RELEASE_ROOT/config/service-accounts.json`;
+ * SELF_HOSTED_INSTALL.md documents placing the bootstrap file there).
+ */
+export const RELEASE_ROOT_ACCOUNTS_FILE = path.join('config', 'service-accounts.json');
+
+/** Release model without DECISION_GRAPH_SERVICE_ACCOUNTS_JSON/_FILE: the accounts can only come from the release root's file. */
+export function usesReleaseRootAccounts(d: ResolvedDeployment): boolean {
+  if (d.profile.model !== 'release') return false;
   const { env, secretEnv } = d.profile.toolchain;
-  if (SERVICE_ACCOUNT_SETTINGS.some((name) => name in secretEnv || name in env)) return undefined;
-  return `deployment "${d.name}" runs the packaged release, which refuses to boot without service accounts: set toolchain.secretEnv.DECISION_GRAPH_SERVICE_ACCOUNTS_JSON or toolchain.secretEnv.DECISION_GRAPH_SERVICE_ACCOUNTS_FILE in the profile`;
+  return !SERVICE_ACCOUNT_SETTINGS.some((name) => name in secretEnv || name in env);
+}
+
+/**
+ * Why this profile cannot run its model, if it cannot: a production release refuses to boot without
+ * service accounts. `currentReleaseRoot` (the serving version's release root on this node): its
+ * `config/service-accounts.json` counts, since the build copies it into each new release.
+ */
+export function modelProblem(d: ResolvedDeployment, currentReleaseRoot?: string): string | undefined {
+  if (!usesReleaseRootAccounts(d)) return undefined;
+  const placed = currentReleaseRoot === undefined ? undefined : path.join(currentReleaseRoot, RELEASE_ROOT_ACCOUNTS_FILE);
+  if (placed && existsSync(placed)) return undefined;
+  return (
+    `deployment "${d.name}" runs the packaged release, which refuses to boot without service accounts: set toolchain.secretEnv.DECISION_GRAPH_SERVICE_ACCOUNTS_JSON or toolchain.secretEnv.DECISION_GRAPH_SERVICE_ACCOUNTS_FILE in the profile` +
+    (placed ? `, or place the bootstrap file (mix dg.accounts.bootstrap) at ${placed}, the serving release's ${RELEASE_ROOT_ACCOUNTS_FILE} (each upgrade copies it into the new release)` : '')
+  );
 }
 
 export function durationMs(value: string): number {
