@@ -92,12 +92,22 @@ function verdictOf(r: ApiResponse): Verdict {
 
 const ACCOUNTS_FIX = 'add it to the "permissions" of the smoke admin token\'s service account (DECISION_GRAPH_SERVICE_ACCOUNTS_JSON or the DECISION_GRAPH_SERVICE_ACCOUNTS_FILE the app reads; default []) and restart the app';
 
-/** The checks of issue 18 against a serving app; `narrowPath` adds the rebuild checks for every tenant with projections. */
-export async function appAdmissionChecks(d: ResolvedDeployment, opts: { narrowPath: boolean; tenants: string[] }): Promise<AppChecks> {
+/**
+ * The checks of issue 18 against a serving app; `narrowPath` adds the rebuild checks for every
+ * tenant with projections. `replay: false` leaves out the smoke token's catch_up check (the
+ * standalone rebuild-projections runs no smoke checks); `rebuildFor` / `otherwise` word the
+ * rebuild refusal for the caller (default: the upgrade's narrow path and its profile setting).
+ */
+export async function appAdmissionChecks(
+  d: ResolvedDeployment,
+  opts: { narrowPath: boolean; tenants: string[]; replay?: boolean; rebuildFor?: string; otherwise?: string },
+): Promise<AppChecks> {
   const out: AppChecks = { problems: [], checks: [], warnings: [] };
   const smokeTenant = d.profile.smoke.tenant;
-  const replay = verdictOf(await probeReplayAdmission(d, 'catch_up', smokeTenant));
-  if (replay.ok) {
+  const replay: Verdict = opts.replay === false ? { ok: true } : verdictOf(await probeReplayAdmission(d, 'catch_up', smokeTenant));
+  if (opts.replay === false) {
+    // not asked
+  } else if (replay.ok) {
     out.checks.push(`smoke admin token may admit catch_up replays (projection_replay) for tenant ${smokeTenant}`);
     if (replay.admitted) out.warnings.push(`the app admitted the permission probe as replay ${replay.admitted} (it did not validate metadata)`);
   } else if (replay.forbidden !== undefined) {
@@ -134,8 +144,8 @@ export async function appAdmissionChecks(d: ResolvedDeployment, opts: { narrowPa
     ...(refusedBy.some((r) => /tenant/i.test(r) && !/disabled|projection_rebuild/.test(r)) ? ['give the smoke admin token\'s service account every tenant with projections (tenant_ids)'] : []),
   ];
   out.problems.push(
-    `recovery.onProjectionOnlyFailure is "rebuild-projections" (the narrow path), but the app refuses the rebuild replays it needs (${refusedBy.join('; ')}). ` +
-      `Fix: ${[...fixes, 'or set recovery.onProjectionOnlyFailure to "restore" in the profile'].join('; or ')}`,
+    `${opts.rebuildFor ?? 'recovery.onProjectionOnlyFailure is "rebuild-projections" (the narrow path)'}, but the app refuses the rebuild replays it needs (${refusedBy.join('; ')}). ` +
+      `Fix: ${[...fixes, opts.otherwise ?? 'or set recovery.onProjectionOnlyFailure to "restore" in the profile'].join('; or ')}`,
   );
   return out;
 }

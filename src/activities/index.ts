@@ -10,6 +10,7 @@ export { runSmokeChecks } from './smoke.js';
 export { selectBackup, eventsAfterBackup, restoreBackup, returnAsideDatabase, verifyRestored } from './restore.js';
 export { preparePreviousRelease } from './previousRelease.js';
 export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';
+export { checkRebuildAdmission } from './rebuildAdmission.js';
 export { releaseValidate } from './releaseValidate.js';
 export { checkRollbackReady } from './rollbackCheck.js';
 export { checkBackupDir } from './backupDirCheck.js';

@@ -97,13 +97,21 @@ export function verifyProjections(deployment: string): Promise<DigestReading> {
   return keepAlive('verify projections', async () => {
     const d = deploymentOf(deployment);
     const reader = secret(d.profile.smoke.readerToken);
+    const admin = secret(d.profile.smoke.adminToken);
     const deadline = Date.now() + durationMs(d.profile.smoke.timeout);
     const tenants = await withDatabase(databaseUrl(d), (c) => tenantsWithProjections(c, d.profile.smoke.tenant));
     const read = async (tenant: string): Promise<DigestReading> => {
       const call = appApi(d, tenant);
       let target: number | undefined;
+      // The smoke reader may be scoped to the smoke tenant (tenant_ids): another tenant's health is
+      // read with the admin token, which the rebuild of every tenant needed anyway.
+      let token = reader;
       for (;;) {
-        const r = await call('GET', '/api/v1/projections/health', reader);
+        const r = await call('GET', '/api/v1/projections/health', token);
+        if ((r.status === 401 || r.status === 403) && token === reader && tenant !== d.profile.smoke.tenant) {
+          token = admin;
+          continue;
+        }
         const projections: any[] = r.body?.data?.projections ?? [];
         const head = Number(r.body?.data?.event_log_last_seq ?? 0);
         target ??= head;

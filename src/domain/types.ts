@@ -269,6 +269,8 @@ export interface RebuildReport {
   /** `tenants`: the rebuild job of each tenant with projections (absent in older runs: the smoke tenant only). */
   jobs: Array<{ projection: string; jobId: string; status: string; tenants?: Record<string, string> }>;
   digests: Record<string, string | null>;
+  /** The verified digests of every tenant with projections (absent in older runs: `digests`, the smoke tenant's, only). */
+  tenantDigests?: Record<string, Record<string, string | null>>;
   summary: string;
 }
 

@@ -1,4 +1,4 @@
-import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { inputMessage } from './failures.js';
 import { long, quick } from './activityProxies.js';
 import { decideRecoveryPath } from '../domain/recoveryRule.js';
@@ -9,6 +9,12 @@ import { publishUiDetails } from './uiDetails.js';
 import { FAILURE_TYPES, REBUILD_STEPS, type OperationStatus, type RebuildProjectionsInput, type RebuildReport } from '../domain/types.js';
 
 const ALL_PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'];
+
+/**
+ * Patch: before the stop, the serving app is asked whether it allows the rebuilds (permission,
+ * allow_rebuild) for every tenant with projections; a refusal ends the run with the app still up.
+ */
+export const REBUILD_CHECK_BEFORE_STOP = 'rebuild-check-before-stop';
 
 /**
  * The guide's narrow recovery: revert the code, start it, rebuild the affected projections from
@@ -59,6 +65,11 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
       });
     }
     const sha = input.toRef ? (await quick.resolveTargetRef(deployment, input.toRef)).sha : manifest.gitSha;
+    // Issue 18: a rebuild the app refuses (no projection_rebuild, allow_rebuild off) is found out
+    // now, while the app serves, not after it was stopped and reverted. An upgrade's narrow path
+    // (previousDir set) was checked at plan time against the version it reverts to; the version
+    // serving now is the failed one, whose answer says nothing about that.
+    if (input.previousDir === undefined && patched(REBUILD_CHECK_BEFORE_STOP)) await quick.checkRebuildAdmission(deployment);
     return { manifest, decision, sha, name: input.toRef ?? manifest.gitTag ?? manifest.gitSha.slice(0, 12) };
   });
   status.targetRef = decided.name;
@@ -89,6 +100,7 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
     revertedTo: { sha: decided.sha, tag: decided.manifest.gitTag, dir: previous.dir, reused: previous.reused },
     jobs,
     digests: reading.digests,
+    ...(reading.tenants ? { tenantDigests: reading.tenants } : {}),
     summary: '',
   };
   status.outcome = 'rebuilt';
