@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -255,5 +255,3 @@ test('a failed step keeps its whole cause in the status (not only its first line
   const err = { message: 'activity failed', cause: { message: '`pg_restore --dbname=x f.dump` exited with 1 in /b:\npg_restore: error: could not read input file: end of file\n' } };
   assert.equal(causeOf(err), '`pg_restore --dbname=x f.dump` exited with 1 in /b: | pg_restore: error: could not read input file: end of file');
 });
-
-void rmSync;
