@@ -8,7 +8,7 @@ import { databaseUrl, deploymentOf } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import { liveDatabaseName, sha256File, tocEntries, urlFor, withDatabase } from './postgres.js';
 import { findManifest } from './restore.js';
-import { describeSessions } from './sessions.js';
+import { describeSessions, sessionRows, withoutClients, type SessionRow } from './sessions.js';
 
 /**
  * Issue 20: what a rollback needs is checked while the version it replaces still serves, before
@@ -78,32 +78,6 @@ async function backupSource(d: ResolvedDeployment, manifest: BackupManifest, not
 
 // ------------------------------------------------------------------ whose sessions are they
 
-interface SessionRow extends DatabaseSession {
-  clientPort?: number;
-  clientIp?: string;
-}
-
-async function sessionsOn(admin: pg.Client, database: string): Promise<SessionRow[]> {
-  const { rows } = await admin.query(
-    `SELECT pid, coalesce(application_name, '') AS app, coalesce(usename::text, '') AS usr, host(client_addr) AS ip, client_port AS port,
-            coalesce(host(client_addr), 'local socket') AS addr, coalesce(state, '') AS state, backend_start
-       FROM pg_stat_activity
-      WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-        AND coalesce(application_name, '') NOT LIKE 'dg-upgrade%' AND coalesce(application_name, '') NOT IN ('pg_dump', 'pg_restore')
-      ORDER BY backend_start`,
-    [database],
-  );
-  return rows.map((r) => ({
-    pid: Number(r.pid),
-    applicationName: r.app as string,
-    user: r.usr as string,
-    clientAddress: r.addr as string,
-    state: r.state as string,
-    backendStart: new Date(r.backend_start).toISOString(),
-    clientPort: r.port === null || Number(r.port) < 0 ? undefined : Number(r.port),
-    clientIp: (r.ip as string | null) ?? undefined,
-  }));
-}
 
 interface TcpSocket {
   localPort: number;
@@ -206,8 +180,8 @@ export function othersThan(appPort: number, sessions: SessionRow[]): { others: S
 
 async function settleBeforeStop(d: ResolvedDeployment, admin: pg.Client, live: string, notes: string[]): Promise<DatabaseSession[]> {
   const { policy, timeout } = d.profile.database.otherSessions;
-  const strip = (rows: SessionRow[]): DatabaseSession[] => rows.map(({ clientPort: _p, clientIp: _i, ...s }) => s);
-  const look = async () => othersThan(d.profile.port, await sessionsOn(admin, live));
+  const strip = withoutClients;
+  const look = async () => othersThan(d.profile.port, await sessionRows(admin, live));
   let seen = await look();
   if (seen.unattributed.length) {
     notes.push(`${seen.unattributed.length} local session(s) could not be told apart from the app's (${describeSessions(strip(seen.unattributed))}): checked at the swap`);

@@ -4,10 +4,16 @@ import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../domain/types.js';
 import { heartbeat, sleep } from './heartbeat.js';
 
-/** Sessions on `database` other than this connection's (and other than dg-upgrade's own tools). */
-export async function otherSessions(client: pg.Client, database: string): Promise<DatabaseSession[]> {
+/** A session with the client's address and port: what tells the app's own connections apart. */
+export interface SessionRow extends DatabaseSession {
+  clientPort?: number;
+  clientIp?: string;
+}
+
+/** Sessions on `database` other than this connection's (and other than dg-upgrade's own tools), with their client ports. */
+export async function sessionRows(client: pg.Client, database: string): Promise<SessionRow[]> {
   const { rows } = await client.query(
-    `SELECT pid, coalesce(application_name, '') AS app, coalesce(usename::text, '') AS usr,
+    `SELECT pid, coalesce(application_name, '') AS app, coalesce(usename::text, '') AS usr, host(client_addr) AS ip, client_port AS port,
             coalesce(host(client_addr), 'local socket') AS addr, coalesce(state, '') AS state, backend_start
        FROM pg_stat_activity
       WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'
@@ -22,7 +28,18 @@ export async function otherSessions(client: pg.Client, database: string): Promis
     clientAddress: r.addr as string,
     state: r.state as string,
     backendStart: new Date(r.backend_start).toISOString(),
+    clientPort: r.port === null || Number(r.port) < 0 ? undefined : Number(r.port),
+    clientIp: (r.ip as string | null) ?? undefined,
   }));
+}
+
+export function withoutClients(rows: SessionRow[]): DatabaseSession[] {
+  return rows.map(({ clientPort: _p, clientIp: _i, ...s }) => s);
+}
+
+/** Sessions on `database` other than this connection's (and other than dg-upgrade's own tools). */
+export async function otherSessions(client: pg.Client, database: string): Promise<DatabaseSession[]> {
+  return withoutClients(await sessionRows(client, database));
 }
 
 export function describeSessions(sessions: DatabaseSession[]): string {
