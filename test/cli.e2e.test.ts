@@ -34,6 +34,11 @@ test('--help of the CLI and of every command lists examples and the exit codes',
 });
 
 test('ten bad inputs: each a one-line reason and its own documented exit code, and nothing changes', async () => {
+  // Reading the workflow inbox writes once (as DecisionGraph's list_inbox: the SLA sweep escalates
+  // the overdue item, one dg_workflow_actions row); the preflight's baseline smoke reads it, so the
+  // sweep is done before the facts are taken: what is compared is what the bad inputs change.
+  const inbox = await getJson(`http://127.0.0.1:${d.port}/api/v1/workflows`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+  assert.equal(inbox.status, 200);
   const before = await databaseFacts(d.databaseUrl);
   const badJson = path.join(d.dir, 'broken-profile.json');
   writeFileSync(badJson, '{"stateDir": "/tmp", "deployments": {');
@@ -57,7 +62,7 @@ test('ten bad inputs: each a one-line reason and its own documented exit code, a
     ['bad ref', await d.cli(['upgrade', '-d', d.name, '--to', 'v9.9.9', '--yes', '--follow']), /unknown ref "v9\.9\.9"/],
     ['malformed profile', await d.cli(['plan', '-d', d.name, '--to', 'v0.2.0', '--profile', badJson]), /is not valid JSON/],
     ['unreachable Temporal', await d.cli(['status', d.name], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } }), /cannot reach Temporal at 127\.0\.0\.1:1/],
-    ['unreachable database', dbDown, /cannot connect to the database postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nowhere/],
+    ['unreachable database', dbDown, /cannot connect to the database postgres(ql)?:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nowhere/],
     ['wrong workflow id', await d.cli(['status', '--workflow-id', 'no-such-run']), /no workflow run with ID no-such-run/],
     ['stale plan hash', staleApprove, /plan hash 000000000000000000000000 is stale/],
     ['approve a finished run', approveFinished, /already finished \(COMPLETED\); nothing to approve/],
