@@ -45,6 +45,12 @@ export const long = withSummaries(proxyActivities<Activities>({
 }));
 
 /**
+ * Patch (issue 19): the steps that read a whole database run with heartbeats and a time limit
+ * from its size (selectBackup as a long step; verifyRestored sized by the backup's database).
+ */
+export const WHOLE_DATABASE_TIMEOUTS = 'whole-database-step-timeouts';
+
+/**
  * Steps that read a whole database (a restore's verification): a time limit from its size, and
  * the long steps' short heartbeat timeout, which their per-chunk progress keeps.
  */

@@ -8,6 +8,11 @@ function badInput(message: string): ApplicationFailure {
 
 /** Patch: preflight proves the backup dir is a writable directory (creates and removes a temp file in it). */
 export const BACKUP_DIR_CHECKED_AT_PLAN = 'backup-dir-checked-at-plan';
+/**
+ * Patch: the plan lists what preflight checked (issue 18's permission and ownership checks).
+ * The plan hash covers it, so a run planned by older code keeps the plan, and hash, it showed.
+ */
+export const PLAN_LISTS_CHECKS = 'plan-lists-preflight-checks';
 
 export function describeRef(ref: { tag?: string; sha: string }): string {
   return ref.tag ?? ref.sha.slice(0, 12);
@@ -74,7 +79,7 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
     ],
     ...(inspection.warnings?.length ? { warnings: inspection.warnings } : {}),
     // Pure data from the recorded inspection (no command): older runs' inspections have none.
-    ...(inspection.checks?.length ? { checks: inspection.checks } : {}),
+    ...(inspection.checks?.length && patched(PLAN_LISTS_CHECKS) ? { checks: inspection.checks } : {}),
   };
   return { inspection, target, plan, baselineSmoke };
 }

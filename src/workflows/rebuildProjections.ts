@@ -1,6 +1,6 @@
 import { ApplicationFailure, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { inputMessage } from './failures.js';
-import { long, quick } from './activityProxies.js';
+import { long, quick, WHOLE_DATABASE_TIMEOUTS } from './activityProxies.js';
 import { decideRecoveryPath } from '../domain/recoveryRule.js';
 import { statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, tagRun } from './operation.js';
@@ -54,7 +54,7 @@ export async function rebuildProjections(input: RebuildProjectionsInput): Promis
   setHandler(statusQuery, () => ({ ...status, steps: steps.list }));
 
   const decided = await steps.run('decide', async () => {
-    const manifest = await long.selectBackup(deployment, input.backupId);
+    const manifest = await (patched(WHOLE_DATABASE_TIMEOUTS) ? long : quick).selectBackup(deployment, input.backupId);
     const facts = await quick.recoveryFacts(deployment, manifest.id);
     const decision = decideRecoveryPath({ ...facts, migrationsNotSuspect: input.migrationsNotSuspect });
     if (decision.path !== 'rebuild-projections') {

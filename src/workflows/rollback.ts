@@ -6,7 +6,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import { long, quick, wholeDatabase } from './activityProxies.js';
+import { long, quick, wholeDatabase, WHOLE_DATABASE_TIMEOUTS } from './activityProxies.js';
 import { causeOf, failureTypeOf, messageOf, inputMessage } from './failures.js';
 import { acceptDataLossSignal, abandonSignal, retrySignal, statusQuery } from './signals.js';
 import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './signalFields.js';
@@ -143,7 +143,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   // A rollback is itself the compensation: cancelling it would leave the install half-restored.
   return CancellationScope.nonCancellable(async () => {
     // Bad input (no such backup, unknown ref) fails at once, before anything is touched.
-    const manifest: BackupManifest = await long.selectBackup(deployment, input.backupId);
+    const manifest: BackupManifest = await (patched(WHOLE_DATABASE_TIMEOUTS) ? long : quick).selectBackup(deployment, input.backupId);
     report.backupId = manifest.id;
     const previousSha = input.toRef ? (await quick.resolveTargetRef(deployment, input.toRef)).sha : manifest.gitSha;
     const previousName = input.toRef ?? manifest.gitTag ?? manifest.gitSha.slice(0, 12);
@@ -242,7 +242,8 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     });
 
     await stepWithRetry('verifyRestore', async () => {
-      const check = await wholeDatabase(manifest.databaseBytes ?? manifest.sizeBytes).verifyRestored(deployment, manifest.id);
+      const verifier = patched(WHOLE_DATABASE_TIMEOUTS) ? wholeDatabase(manifest.databaseBytes ?? manifest.sizeBytes) : quick;
+      const check = await verifier.verifyRestored(deployment, manifest.id);
       if (!check.ok) throw ApplicationFailure.create({ message: `restored database does not match the backup manifest: ${check.problems.join('; ')}`, nonRetryable: true });
       return undefined;
     });
