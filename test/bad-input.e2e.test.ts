@@ -310,7 +310,7 @@ const cases: Case[] = [
     name: 'database unreachable',
     run: () => withWorkerProfile((x) => (x.database.url = { fromFile: secretFile('unreachable-url', 'postgres://postgres:pw@127.0.0.1:1/nowhere') }), () => cli(['plan', '-d', d.name, '--to', 'v0.2.0'])),
     exit: 12,
-    first: /cannot connect to the database postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nowhere/,
+    first: /cannot connect to the database postgres(ql)?:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nowhere/,
   },
   {
     kind: 'secret',
