@@ -18,6 +18,10 @@ before(async () => {
   d = await createE2eDeployment(temporal, 'refusals');
   await d.bootstrap();
   await d.startWorker();
+  // Reading the workflow inbox writes once (list_inbox's SLA sweep escalates the overdue item);
+  // the preflight's baseline smoke reads it: sweep first, so the baseline is what a refusal must keep.
+  const inbox = await getJson(`http://127.0.0.1:${d.port}/api/v1/workflows`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+  assert.equal(inbox.status, 200);
   baseline = await databaseFacts(d.databaseUrl);
 });
 after(async () => {
