@@ -7,8 +7,8 @@ import { after, test } from 'node:test';
 import type { ResolvedDeployment } from '../src/config/profile.js';
 import type { BackupManifest } from '../src/domain/types.js';
 import { backupDirProblem } from '../src/activities/backupDirCheck.js';
-import { checkSeal, sealKeyPathOf, sealManifest } from '../src/activities/manifestSeal.js';
-import { readManifest } from '../src/activities/postgres.js';
+import { checkSeal, sealKeyPathOf, sealManifest } from '../src/database/manifestSeal.js';
+import { readManifest } from '../src/database/postgres.js';
 
 // Issue 20, items 4 and 5, the parts that need no Temporal: manifest seals and the backup dir check.
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'dgu-issue20-'));

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { databaseUrl, deploymentOf, runtimeEnv, setProfilePath } from '../src/activities/deployment.js';
-import { pgToolConnection } from '../src/activities/postgres.js';
+import { pgToolConnection } from '../src/database/postgres.js';
 import { databaseUrlProblem, DatabaseUrlSchema, pgUrl } from '../src/config/databaseUrl.js';
 import { duplicateJsonKey, loadProfileFile, parseProfileFile, ProfileError } from '../src/config/profile.js';
 import { FAILURE_TYPES } from '../src/domain/types.js';

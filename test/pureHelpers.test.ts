@@ -10,7 +10,7 @@ import { terminalSafe } from '../src/client/terminalText.js';
 import { checkOperatorFields, pushIgnored, quoted, SIGNAL_LIMITS } from '../src/workflows/signalFields.js';
 import { PROJECT_ROOT } from './support/e2e.js';
 import { validateRefSyntax } from '../src/activities/git.js';
-import { sideDatabaseNames } from '../src/activities/restore.js';
+import { sideDatabaseNames } from '../src/database/restore.js';
 import { canonicalJson, planHash } from '../src/domain/planHash.js';
 
 test('plan hash ignores key order and changes with content', () => {

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { ResolvedDeployment } from '../config/profile.js';
 import { appApi, type ApiResponse } from './appApi.js';
 import { secret } from './deployment.js';
-import { quoteIdent } from './postgres.js';
+import { quoteIdent } from '../database/postgres.js';
 
 /**
  * Plan-time checks of what a run needs later, made while the old version serves and without side

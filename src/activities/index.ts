@@ -2,12 +2,12 @@
 export { inspectDeployment } from './inspect.js';
 export { resolveTargetRef, checkCleanTree, pendingMigrationsAt, checkoutRelease, switchCurrent, currentCheckout } from './git.js';
 export { releaseNotesBetween } from './releaseNotes.js';
-export { backupDatabase, verifyBackup, pruneBackups } from './postgres.js';
-export { frozenCopyPrerequisites, checkpointBeforeStop, freezeDatabase, dumpFrozenCopy, pruneFrozenCopies } from './frozenCopy.js';
+export { backupDatabase, verifyBackup, pruneBackups } from '../database/postgres.js';
+export { frozenCopyPrerequisites, checkpointBeforeStop, freezeDatabase, dumpFrozenCopy, pruneFrozenCopies } from '../database/frozenCopy.js';
 export { buildRelease, migrateDatabase } from './toolchain.js';
 export { startRuntime, stopRuntime, probeRuntime } from './runtime.js';
 export { runSmokeChecks } from './smoke.js';
-export { selectBackup, eventsAfterBackup, restoreBackup, returnAsideDatabase, verifyRestored } from './restore.js';
+export { selectBackup, eventsAfterBackup, restoreBackup, returnAsideDatabase, verifyRestored } from '../database/restore.js';
 export { preparePreviousRelease } from './previousRelease.js';
 export { recoveryFacts, rebuildProjection, verifyProjections } from './projections.js';
 export { checkRebuildAdmission } from './rebuildAdmission.js';

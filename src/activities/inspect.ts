@@ -5,7 +5,7 @@ import { appAdmissionChecks, ownershipProblem, tenantsWithProjections } from './
 import { databaseUrl, deploymentOf } from './deployment.js';
 import { describeCheckout } from './git.js';
 import { currentDirOf, otpReleaseDirOf } from './layout.js';
-import { backupDirWarning, freeDiskBytes, inspectDatabase, withDatabase } from './postgres.js';
+import { backupDirWarning, freeDiskBytes, inspectDatabase, withDatabase } from '../database/postgres.js';
 import { probeRuntime } from './runtime.js';
 
 /** Preflight facts, read-only: what runs now, the database's state, room for a backup. */

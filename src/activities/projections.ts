@@ -5,9 +5,9 @@ import { appApi, errorOf, openFailures } from './appApi.js';
 import { tenantsWithProjections } from './appChecks.js';
 import { databaseUrl, deploymentOf, secret } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
-import { eventLogHead, migrationVersions, withDatabase } from './postgres.js';
+import { eventLogHead, migrationVersions, withDatabase } from '../database/postgres.js';
 import { adminPollDelayMs } from './rateLimit.js';
-import { findManifest } from './restore.js';
+import { findManifest } from '../database/restore.js';
 
 export const PROJECTIONS = ['context_graph', 'trace_summary', 'precedent_index'] as const;
 

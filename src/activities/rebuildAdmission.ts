@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { FAILURE_TYPES } from '../domain/types.js';
 import { appAdmissionChecks, tenantsWithProjections } from './appChecks.js';
 import { databaseUrl, deploymentOf } from './deployment.js';
-import { withDatabase } from './postgres.js';
+import { withDatabase } from '../database/postgres.js';
 import { probeRuntime } from './runtime.js';
 
 /**

@@ -6,9 +6,9 @@ import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../domain/types.js';
 import { databaseUrl, deploymentOf } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
-import { liveDatabaseName, sha256File, tocEntries, urlFor, withDatabase } from './postgres.js';
-import { findManifest } from './restore.js';
-import { describeSessions, sessionRows, withoutClients, type SessionRow } from './sessions.js';
+import { liveDatabaseName, sha256File, tocEntries, urlFor, withDatabase } from '../database/postgres.js';
+import { findManifest } from '../database/restore.js';
+import { describeSessions, sessionRows, withoutClients, type SessionRow } from '../database/sessions.js';
 
 /**
  * Issue 20: what a rollback needs is checked while the version it replaces still serves, before

@@ -4,7 +4,7 @@ import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { redactSecrets } from '../config/secrets.js';
 import type { SmokeCheckResult, SmokeObservations, SmokeReport } from '../domain/types.js';
 import { databaseUrl, deploymentOf, secret, secretValues } from './deployment.js';
-import { withDatabase } from './postgres.js';
+import { withDatabase } from '../database/postgres.js';
 import { appApi, errorOf, openFailures } from './appApi.js';
 import { adminPollDelayMs } from './rateLimit.js';
 import { probeRuntime, runtimeAnswers } from './runtime.js';

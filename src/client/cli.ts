@@ -449,13 +449,13 @@ const commands: Record<string, Command> = {
 };
 
 async function listBackupsOf(d: ResolvedDeployment) {
-  const { listManifests } = await import('../activities/postgres.js');
+  const { listManifests } = await import('../database/postgres.js');
   return listManifests(d);
 }
 
 async function verifyBackupOf(d: ResolvedDeployment, id: string) {
   const { setProfilePath } = await import('../activities/deployment.js');
-  const { verifyBackup } = await import('../activities/postgres.js');
+  const { verifyBackup } = await import('../database/postgres.js');
   const { profilePathFromEnv } = await import('../config/profile.js');
   setProfilePath(profilePathFromEnv(undefined));
   return verifyBackup(d.name, id);

@@ -201,7 +201,7 @@ export interface BackupManifest {
    * `complete` once the pg_dump file is written from it and verified.
    */
   state?: 'frozen' | 'complete';
-  /** HMAC-SHA256 of the manifest's canonical JSON under the deployment's key (src/activities/manifestSeal.ts); absent in older manifests. */
+  /** HMAC-SHA256 of the manifest's canonical JSON under the deployment's key (src/database/manifestSeal.ts); absent in older manifests. */
   seal?: { alg: 'hmac-sha256'; keyId: string; value: string };
 }
 

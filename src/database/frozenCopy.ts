@@ -4,9 +4,9 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest } from '../domain/types.js';
-import { databaseUrl, deploymentOf } from './deployment.js';
-import { failpoint } from './failpoints.js';
-import { heartbeat, keepAlive, sleep } from './heartbeat.js';
+import { databaseUrl, deploymentOf } from '../activities/deployment.js';
+import { failpoint } from '../activities/failpoints.js';
+import { heartbeat, keepAlive, sleep } from '../activities/heartbeat.js';
 import {
   databaseBytes,
   dumpWithFigures,

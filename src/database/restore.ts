@@ -4,11 +4,11 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest } from '../domain/types.js';
-import { databaseUrl, deploymentOf, secretValues } from './deployment.js';
-import { runCommand } from './exec.js';
-import { failpoint } from './failpoints.js';
-import { heartbeat, keepAlive, withByteProgress } from './heartbeat.js';
-import { commandPidDirOf, logDirOf } from './layout.js';
+import { databaseUrl, deploymentOf, secretValues } from '../activities/deployment.js';
+import { runCommand } from '../activities/exec.js';
+import { failpoint } from '../activities/failpoints.js';
+import { heartbeat, keepAlive, withByteProgress } from '../activities/heartbeat.js';
+import { commandPidDirOf, logDirOf } from '../activities/layout.js';
 import { settleOtherSessions } from './sessions.js';
 import {
   eventLogMark,

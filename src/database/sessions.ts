@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../domain/types.js';
-import { heartbeat, sleep } from './heartbeat.js';
+import { heartbeat, sleep } from '../activities/heartbeat.js';
 
 /** A session with the client's address and port: what tells the app's own connections apart. */
 export interface SessionRow extends DatabaseSession {

@@ -3,8 +3,8 @@ import { statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { ResolvedDeployment } from '../config/profile.js';
 import type { BackupManifest } from '../domain/types.js';
-import { runCommand } from './exec.js';
-import { heartbeat } from './heartbeat.js';
+import { runCommand } from '../activities/exec.js';
+import { heartbeat } from '../activities/heartbeat.js';
 import path from 'node:path';
 
 /**
