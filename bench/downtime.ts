@@ -4,7 +4,7 @@
  *   - guide: the seed guide's steps done literally (bench/guide-baseline.sh: stop, pg_dump,
  *     checkout, deps.get, compile, migrate, start);
  *   - online-dump: pg_dump while the old version still serves, then the guide's steps
- *     (bench/online-dump-baseline.sh): short downtime, but the writes after the dump are not in
+ *     (bench/guide-baseline.sh with DUMP_ONLINE=1): short downtime, but the writes after the dump are not in
  *     the backup.
  * Plus dg-upgrade's rollback downtime at each size, the upgrade's `backup` step (the frozen copy,
  * CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY, inside the downtime) against a raw
@@ -308,7 +308,7 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
   return { ...run!, workerPeakRss, workerStartRss, workerCodeOrigin, childPeaks };
 }
 
-async function baselineRun(temporal: TestTemporal, label: string, template: string, script: string): Promise<Run> {
+async function baselineRun(temporal: TestTemporal, label: string, template: string, dumpOnline: '' | '1'): Promise<Run> {
   const { d, rawCopyMs } = await deploymentFrom(temporal, label, template);
   const newPidfile = path.join(d.dir, 'baseline.pid');
   try {
@@ -327,20 +327,21 @@ async function baselineRun(temporal: TestTemporal, label: string, template: stri
       BACKUP_FILE: path.join(d.dir, 'baseline.dump'),
       RUNTIME_LOG: path.join(d.dir, 'baseline-runtime.log'),
       GIT_CONFIG_GLOBAL: '/dev/null',
+      DUMP_ONLINE: dumpOnline,
     };
     writeFileSync(env.PIDFILE, String(record.pid));
     const prober = startProber(d.port);
     const started = Date.now();
     let out = '';
     const code = await new Promise<number>((resolve) => {
-      const child = spawn('bash', [path.join(PROJECT_ROOT, 'bench', script)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn('bash', [path.join(PROJECT_ROOT, 'bench', 'guide-baseline.sh')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
       child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
       child.once('exit', (c) => resolve(c ?? 1));
     });
     const total = Date.now() - started;
     await sleep(300);
     const down = downtimeOf(await prober.stop());
-    if (code !== 0) throw new Error(`${script} exited with ${code}`);
+    if (code !== 0) throw new Error(`guide-baseline.sh${dumpOnline ? " (DUMP_ONLINE=1)" : ""} exited with ${code}`);
     // The script's phases: "<ms> <phase> ..." lines, each phase until the next line.
     const marks = out
       .split('\n')
@@ -363,7 +364,7 @@ async function baselineRun(temporal: TestTemporal, label: string, template: stri
 const runOf = (which: Kind, temporal: TestTemporal, label: string, gold: string): Promise<Run> =>
   which === 'dg'
     ? dgUpgradeRun(temporal, label, gold)
-    : baselineRun(temporal, label, gold, which === 'guide' ? 'guide-baseline.sh' : 'online-dump-baseline.sh');
+    : baselineRun(temporal, label, gold, which === 'guide' ? '' : '1');
 
 const fmtSteps = (steps: Record<string, number> | undefined) =>
   Object.entries(steps ?? {})
@@ -448,7 +449,7 @@ const ratioText = (a: number[], b: number[], per = pairRatios(a, b)) => {
 };
 
 console.log(
-  `downtime (issue 19): dg-upgrade (backups.method frozen-copy) vs the guide's steps by hand (bench/guide-baseline.sh) vs pg_dump online before the stop (bench/online-dump-baseline.sh; ` +
+  `downtime (issue 19): dg-upgrade (backups.method frozen-copy) vs the guide's steps by hand (bench/guide-baseline.sh) vs pg_dump online before the stop (bench/guide-baseline.sh with DUMP_ONLINE=1; ` +
     `writes after the dump are NOT in its backup), v0.1.0 -> v0.2.0, compile ${COMPILE_MS} ms, ${pairs} interleaved triples (order rotating per pair), 20 Hz prober on /api/healthz; ` +
     `every figure: median [min-max]; MB = 10^6 bytes; ${((Date.now() - benchStarted) / 60000).toFixed(1)} min wall clock`,
 );
