@@ -171,6 +171,18 @@ describe('standalone rollback after a good upgrade, under 50 writes/s', () => {
     const up = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes', '--follow']);
     assert.equal(up.exitCode, 0, up.stdout + up.stderr);
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0');
+    // Going back to v0.1.0 by upgrade is a downgrade: refused at plan time unless asked for,
+    // then the plan names the migration v0.1.0 would serve without knowing (issue 20 item 2).
+    const down = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.1.0', '--yes', '--follow']);
+    assert.equal(down.exitCode, 15, down.stdout + down.stderr);
+    assert.match(down.stderr, /v0\.1\.0 is older than the running v0\.2\.0; the database holds migrations v0\.1\.0 does not know \(20260314000100_create_dg_trace_tags\).*--allow-downgrade/);
+    assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.2.0', 'the refused downgrade stopped nothing');
+    const asked = await d.cli(['plan', '-d', d.name, '--to', 'v0.1.0', '--allow-downgrade', '--json']);
+    assert.equal(asked.exitCode, 0, asked.stdout + asked.stderr);
+    const downgrade = JSON.parse(asked.stdout).plan.downgrade;
+    assert.equal(downgrade.targetIsAncestor, true);
+    assert.deepEqual(downgrade.unknownMigrations, [{ version: '20260314000100', name: 'create_dg_trace_tags' }]);
+    assert.match((await d.cli(['plan', '-d', d.name, '--to', 'v0.1.0', '--allow-downgrade'])).stdout, /DOWNGRADE \(asked for with --allow-downgrade\).*20260314000100_create_dg_trace_tags/);
     // Let v0.2.0 take writes for a while.
     const servedFrom = traffic.snapshot().confirmed.length;
     for (let i = 0; i < 100 && traffic.snapshot().confirmed.length < servedFrom + 50; i++) await new Promise((r) => setTimeout(r, 100));

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { heartbeat } from './heartbeat.js';
 import { releasesDirOf, type ResolvedDeployment } from '../config/profile.js';
-import { FAILURE_TYPES, type CheckoutInfo, type PendingMigration, type ResolvedRef } from '../domain/types.js';
+import { FAILURE_TYPES, type CheckoutInfo, type DowngradeFacts, type PendingMigration, type ResolvedRef } from '../domain/types.js';
 import { deploymentOf } from './deployment.js';
 import { CommandFailed, runCommand } from './exec.js';
 import { currentDirOf, currentLinkOf, releaseDirFor } from './layout.js';
@@ -99,6 +99,32 @@ export async function pendingMigrationsAt(deployment: string, sha: string, appli
     .map((m) => ({ version: m[1]!, name: m[2]! }))
     .filter((m) => !appliedSet.has(m.version))
     .sort((a, b) => a.version.localeCompare(b.version));
+}
+
+/**
+ * Whether going to `targetSha` goes back: the target is an ancestor of what runs, or the
+ * database holds migrations the target does not have (the older code would serve a schema it
+ * does not know). Those are named from the running checkout's migration files where present.
+ */
+export async function downgradeFacts(deployment: string, targetSha: string, currentSha: string, applied: string[]): Promise<DowngradeFacts> {
+  const d = deploymentOf(deployment);
+  const dir = path.posix.join(d.profile.beamDir, MIGRATIONS_PATH);
+  const migrationsAt = async (sha: string) =>
+    new Map(
+      ((await tryGit(d.profile.repoPath, ['ls-tree', '--name-only', `${sha}:${dir}`])) ?? '')
+        .split('\n')
+        .map((file) => /^(\d+)_(.+)\.\w+$/.exec(file))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => [m[1]!, m[2]!] as const),
+    );
+  const atTarget = await migrationsAt(targetSha);
+  const atCurrent = await migrationsAt(currentSha);
+  const unknownMigrations = applied
+    .filter((v) => !atTarget.has(v))
+    .sort()
+    .map((version) => ({ version, name: atCurrent.get(version) ?? '(not in the running checkout either)' }));
+  const ancestor = targetSha !== currentSha && (await tryGit(d.profile.repoPath, ['merge-base', '--is-ancestor', targetSha, currentSha])) !== undefined;
+  return { targetIsAncestor: ancestor, unknownMigrations };
 }
 
 export async function readFileAtRef(d: ResolvedDeployment, sha: string, file: string): Promise<string | undefined> {

@@ -1,6 +1,6 @@
 // Every activity the worker registers. Each lives in the file of its concern.
 export { inspectDeployment } from './inspect.js';
-export { resolveTargetRef, checkCleanTree, pendingMigrationsAt, checkoutRelease, switchCurrent, currentCheckout } from './git.js';
+export { resolveTargetRef, checkCleanTree, pendingMigrationsAt, downgradeFacts, checkoutRelease, switchCurrent, currentCheckout } from './git.js';
 export { releaseNotesBetween } from './releaseNotes.js';
 export { backupDatabase, verifyBackup, pruneBackups } from '../database/postgres.js';
 export { frozenCopyPrerequisites, checkpointBeforeStop, freezeDatabase, dumpFrozenCopy, pruneFrozenCopies } from '../database/frozenCopy.js';

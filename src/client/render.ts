@@ -26,6 +26,10 @@ export function renderPlan(plan: UpgradePlan, hash: string): string {
     `  backup    about ${formatBytes(plan.estimatedBackupBytes)}`,
     `  migrations pending: ${plan.pendingMigrations.length ? plan.pendingMigrations.map((m) => `${m.version}_${m.name}`).join(', ') : 'none'}`,
   ];
+  if (plan.downgrade) {
+    const unknown = plan.downgrade.unknownMigrations.map((m) => `${m.version}_${m.name}`).join(', ');
+    lines.push(`  DOWNGRADE (asked for with --allow-downgrade): ${plan.downgrade.targetIsAncestor ? 'the target is older than what runs' : 'the target lacks migrations the database holds'}; migrations the target does not know, left in the schema: ${unknown || 'none'}`);
+  }
   for (const note of plan.releaseNotes) {
     const unreleased = isUnreleased(note) ? ' (from the target\'s "## Migration Notes: Unreleased" block: notes gathered since the last versioned block, not yet filed under a version)' : '';
     lines.push(`  release notes ${note.version}${unreleased}:`);

@@ -7,6 +7,16 @@ export interface UpgradeInput {
   autoApprove?: boolean;
   /** Who started the run (CLI user or "temporal-ui"), for the audit trail. */
   requestedBy?: string;
+  /** The operator asks for a downgrade explicitly: the plan lists the migrations the older version does not know. */
+  allowDowngrade?: boolean;
+}
+
+/** What going to an older version means for the schema (preflight, patch downgrade-refused). */
+export interface DowngradeFacts {
+  /** The target is an ancestor of the running commit. */
+  targetIsAncestor: boolean;
+  /** Migrations the database holds that the target's code does not have. */
+  unknownMigrations: PendingMigration[];
 }
 
 export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
@@ -130,6 +140,8 @@ export interface UpgradePlan {
   to: ResolvedRef;
   database: { name: string; redactedUrl: string };
   pendingMigrations: PendingMigration[];
+  /** A downgrade the operator asked for (--allow-downgrade): what the older version will not know. */
+  downgrade?: DowngradeFacts;
   releaseNotes: ReleaseNoteBlock[];
   requiredActions: string[];
   estimatedBackupBytes: number;

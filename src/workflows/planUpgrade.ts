@@ -14,6 +14,6 @@ export async function planUpgrade(input: UpgradeInput): Promise<PlanResult> {
   if (!input || typeof input.deployment !== 'string' || typeof input.targetRef !== 'string') {
     throw ApplicationFailure.create({ message: inputMessage(input, '{"deployment": "<name>", "targetRef": "<tag or sha>"}'), type: FAILURE_TYPES.badInput, nonRetryable: true });
   }
-  const { plan } = await runPreflight(input.deployment, input.targetRef, { baselineSmoke: false });
+  const { plan } = await runPreflight(input.deployment, input.targetRef, { baselineSmoke: false, allowDowngrade: input.allowDowngrade === true });
   return { plan, planHash: planHash(plan) };
 }

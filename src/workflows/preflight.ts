@@ -1,6 +1,6 @@
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
-import { FAILURE_TYPES, type DeploymentInspection, type ResolvedRef, type SmokeReport, type UpgradePlan } from '../domain/types.js';
+import { FAILURE_TYPES, type DeploymentInspection, type DowngradeFacts, type ResolvedRef, type SmokeReport, type UpgradePlan } from '../domain/types.js';
 
 function badInput(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: FAILURE_TYPES.badInput, nonRetryable: true });
@@ -13,6 +13,22 @@ export const BACKUP_DIR_CHECKED_AT_PLAN = 'backup-dir-checked-at-plan';
  * The plan hash covers it, so a run planned by older code keeps the plan, and hash, it showed.
  */
 export const PLAN_LISTS_CHECKS = 'plan-lists-preflight-checks';
+/**
+ * Patch (issue 20): going back to an older version (the target an ancestor of what runs, or a
+ * database holding migrations the target does not know) is refused unless asked for explicitly;
+ * then the plan lists those migrations.
+ */
+export const DOWNGRADE_REFUSED = 'downgrade-refused';
+
+function refusedDowngrade(deployment: string, from: { tag?: string; sha: string }, to: ResolvedRef, facts: DowngradeFacts): ApplicationFailure {
+  const unknown = facts.unknownMigrations.map((m) => `${m.version}_${m.name}`).join(', ');
+  const what = facts.targetIsAncestor ? `${describeRef(to)} is older than the running ${describeRef(from)}` : `${describeRef(to)} lacks migrations the database holds`;
+  return ApplicationFailure.create({
+    message: `deployment "${deployment}": ${what}; ${unknown ? `the database holds migrations ${describeRef(to)} does not know (${unknown}), which it would serve without knowing` : 'no migration differs'}. A downgrade is refused unless asked for: pass --allow-downgrade (the plan then lists them), or roll back to the pre-upgrade backup instead (dg-upgrade rollback), which restores the schema too`,
+    type: FAILURE_TYPES.refused,
+    nonRetryable: true,
+  });
+}
 
 export function describeRef(ref: { tag?: string; sha: string }): string {
   return ref.tag ?? ref.sha.slice(0, 12);
@@ -30,7 +46,7 @@ export interface PreflightResult {
  * pending migrations. With `baselineSmoke`, also run the smoke checks on the running version
  * (they admit a replay, so `plan` alone skips them to change nothing).
  */
-export async function runPreflight(deployment: string, targetRef: string, opts: { baselineSmoke: boolean }): Promise<PreflightResult> {
+export async function runPreflight(deployment: string, targetRef: string, opts: { baselineSmoke: boolean; allowDowngrade?: boolean }): Promise<PreflightResult> {
   const inspection = await quick.inspectDeployment(deployment);
   if (!inspection.running) {
     throw badInput(`deployment "${deployment}" is not serving (no healthy runtime on its port); dg-upgrade upgrades a running install: start it first`);
@@ -46,6 +62,14 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
     throw badInput(`not enough disk for a backup: ${inspection.freeDiskBytes} bytes free, about ${inspection.estimatedBackupBytes} needed`);
   }
   const pendingMigrations = await quick.pendingMigrationsAt(deployment, target.sha, inspection.migrationVersions);
+  let downgrade: DowngradeFacts | undefined;
+  if (patched(DOWNGRADE_REFUSED)) {
+    const facts = await quick.downgradeFacts(deployment, target.sha, inspection.current.sha, inspection.migrationVersions);
+    if (facts.targetIsAncestor || facts.unknownMigrations.length) {
+      if (!opts.allowDowngrade) throw refusedDowngrade(deployment, inspection.current, target, facts);
+      downgrade = facts;
+    }
+  }
   const releaseNotes = await quick.releaseNotesBetween(deployment, target.sha, inspection.current.tag, target.tag);
   let baselineSmoke: SmokeReport | undefined;
   if (opts.baselineSmoke) {
@@ -67,6 +91,7 @@ export async function runPreflight(deployment: string, targetRef: string, opts: 
     to: target,
     database: inspection.database,
     pendingMigrations,
+    ...(downgrade ? { downgrade } : {}),
     releaseNotes,
     requiredActions: releaseNotes.flatMap((n) => n.requiredActions.map((a) => `${n.version}: ${a}`)),
     estimatedBackupBytes: inspection.estimatedBackupBytes,

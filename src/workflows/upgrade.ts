@@ -146,7 +146,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
   try {
     setPhase('preflight', `preflight for ${targetRef}`);
     const plan = await steps.run('preflight', async () => {
-      const pre = await runPreflight(deployment, targetRef, { baselineSmoke: true });
+      const pre = await runPreflight(deployment, targetRef, { baselineSmoke: true, allowDowngrade: input.allowDowngrade === true });
       inspection = pre.inspection;
       target = pre.target;
       status.baselineSmoke = pre.baselineSmoke;
