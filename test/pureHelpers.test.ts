@@ -11,11 +11,14 @@ import { checkOperatorFields, pushIgnored, quoted, SIGNAL_LIMITS } from '../src/
 import { PROJECT_ROOT } from './support/e2e.js';
 import { validateRefSyntax } from '../src/activities/git.js';
 import { sideDatabaseNames } from '../src/database/restore.js';
-import { canonicalJson, planHash } from '../src/domain/planHash.js';
+import { approvedPart, canonicalJson, planHash } from '../src/domain/planHash.js';
 
 test('plan hash ignores key order and changes with content', () => {
   assert.equal(planHash({ a: 1, b: [1, 2] }), planHash({ b: [1, 2], a: 1 }));
   assert.notEqual(planHash({ a: 1 }), planHash({ a: 2 }));
+  // The size estimate moves with every write: not part of what approval acknowledges.
+  assert.equal(planHash(approvedPart({ to: 'v0.2.0', estimatedBackupBytes: 1 })), planHash(approvedPart({ to: 'v0.2.0', estimatedBackupBytes: 2 })));
+  assert.notEqual(planHash(approvedPart({ to: 'v0.2.0', estimatedBackupBytes: 1 })), planHash(approvedPart({ to: 'v0.3.0', estimatedBackupBytes: 1 })));
   assert.equal(canonicalJson({ b: 1, a: undefined, c: { z: 1, y: 2 } }), '{"b":1,"c":{"y":2,"z":1}}');
   assert.match(planHash({}), /^[0-9a-f]{24}$/);
 });

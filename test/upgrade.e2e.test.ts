@@ -48,6 +48,15 @@ describe('upgrade v0.1.0 -> v0.2.0 with approval, under 50 writes/s, database.ur
 
     // Still serving v0.1.0 while it waits.
     assert.equal((await getJson(`http://127.0.0.1:${d.port}/api/healthz`)).body.version, '0.1.0');
+    // `plan` of the same target is the plan the run waits on: one hash, the frozen copy's steps.
+    const planned = await d.cli(['plan', '-d', d.name, '--to', 'v0.2.0', '--json']);
+    assert.equal(planned.exitCode, 0, planned.stderr);
+    // The same plan but for the size estimate, which grows with the writes meanwhile (not hashed).
+    const { estimatedBackupBytes: _a, ...fromPlan } = JSON.parse(planned.stdout).plan;
+    const { estimatedBackupBytes: _b, ...fromRun } = startedJson.status.plan;
+    assert.deepEqual(fromPlan, fromRun, 'plan and upgrade agree on the plan');
+    assert.equal(JSON.parse(planned.stdout).planHash, startedJson.status.planHash, 'plan and upgrade agree on the plan hash');
+    assert.ok(JSON.parse(planned.stdout).plan.steps.some((s: string) => s.startsWith('copy the database on its server')), 'plan shows the frozen copy, not pg_dump');
 
     // The workflow inbox changes while the upgrade waits, as on a busy install (issue 18): the
     // baseline listed wf-default-0003 and wf-default-0005; one is approved (closed), and 12 new

@@ -27,6 +27,19 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/**
+ * What approving a plan acknowledges: everything but the backup's size estimate, which moves with
+ * every write while the old version serves (a `plan` and the upgrade a minute later would
+ * otherwise never agree on a hash under live traffic). Shown in the plan, not hashed.
+ */
+/** Patch id (workflow code): the plan hash leaves the size estimate out. */
+export const PLAN_HASH_WITHOUT_SIZE = 'plan-hash-without-size-estimate';
+
+export function approvedPart<T extends { estimatedBackupBytes?: number }>(plan: T): Omit<T, 'estimatedBackupBytes'> {
+  const { estimatedBackupBytes: _size, ...rest } = plan;
+  return rest;
+}
+
 export function planHash(plan: unknown): string {
   const text = canonicalJson(plan);
   return `${cyrb53(text, 1)}${cyrb53(text, 2)}`.slice(0, 24);

@@ -1,8 +1,12 @@
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
+import { quick } from './activityProxies.js';
 import { inputMessage } from './failures.js';
-import { planHash } from '../domain/planHash.js';
-import { runPreflight } from './preflight.js';
+import { approvedPart, planHash, PLAN_HASH_WITHOUT_SIZE } from '../domain/planHash.js';
+import { runPreflight, withBackupMethod } from './preflight.js';
 import { FAILURE_TYPES, type UpgradeInput, type UpgradePlan } from '../domain/types.js';
+
+/** Patch: `plan` checks and shows the backup method as the upgrade does, so both give one plan hash. */
+export const PLAN_AS_UPGRADE_PLANS = 'plan-as-upgrade-plans';
 
 export interface PlanResult {
   plan: UpgradePlan;
@@ -15,5 +19,14 @@ export async function planUpgrade(input: UpgradeInput): Promise<PlanResult> {
     throw ApplicationFailure.create({ message: inputMessage(input, '{"deployment": "<name>", "targetRef": "<tag or sha>"}'), type: FAILURE_TYPES.badInput, nonRetryable: true });
   }
   const { plan } = await runPreflight(input.deployment, input.targetRef, { baselineSmoke: false, allowDowngrade: input.allowDowngrade === true });
-  return { plan, planHash: planHash(plan) };
+  // The upgrade's own plan checks the backup method's prerequisites too and shows its steps:
+  // without them the two planned the same target under two hashes (issue 20 item 7).
+  if (patched(PLAN_AS_UPGRADE_PLANS)) {
+    const prereq = await quick.frozenCopyPrerequisites(input.deployment);
+    if (prereq.problems.length) {
+      throw ApplicationFailure.create({ message: `backups.method "frozen-copy": ${prereq.problems.join('; ')}`, type: FAILURE_TYPES.refused, nonRetryable: true });
+    }
+    withBackupMethod(plan, prereq);
+  }
+  return { plan, planHash: planHash(patched(PLAN_HASH_WITHOUT_SIZE) ? approvedPart(plan) : plan) };
 }

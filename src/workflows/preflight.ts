@@ -30,6 +30,18 @@ function refusedDowngrade(deployment: string, from: { tag?: string; sha: string 
   });
 }
 
+/** The plan as the backup method makes it: its warnings, and the frozen copy's steps instead of the dump's. */
+export function withBackupMethod(plan: UpgradePlan, prereq: { method: string; warnings: string[] }): UpgradePlan {
+  if (prereq.warnings.length) plan.warnings = [...(plan.warnings ?? []), ...prereq.warnings];
+  if (prereq.method === 'frozen-copy') {
+    plan.steps = plan.steps.map((step) =>
+      step.startsWith('back up the database') ? 'copy the database on its server while stopped (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY)' : step,
+    );
+    plan.steps.push('write and verify the pg_dump file from the frozen copy while the new version serves');
+  }
+  return plan;
+}
+
 export function describeRef(ref: { tag?: string; sha: string }): string {
   return ref.tag ?? ref.sha.slice(0, 12);
 }

@@ -11,8 +11,8 @@ import {
 } from '@temporalio/workflow';
 import { long, quick } from './activityProxies.js';
 import { failureTypeOf, messageOf, inputMessage } from './failures.js';
-import { planHash } from '../domain/planHash.js';
-import { describeRef, runPreflight } from './preflight.js';
+import { approvedPart, planHash, PLAN_HASH_WITHOUT_SIZE } from '../domain/planHash.js';
+import { describeRef, runPreflight, withBackupMethod } from './preflight.js';
 import { classifyFailure } from '../domain/classifyFailure.js';
 import { rebuildProjections } from './rebuildProjections.js';
 import { rollback } from './rollback.js';
@@ -156,20 +156,14 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
           throw ApplicationFailure.create({ message: `backups.method "frozen-copy": ${prereq.problems.join('; ')}`, type: FAILURE_TYPES.refused, nonRetryable: true });
         }
         frozenCopy = prereq.method === 'frozen-copy';
-        if (prereq.warnings.length) pre.plan.warnings = [...(pre.plan.warnings ?? []), ...prereq.warnings];
-        if (frozenCopy) {
-          pre.plan.steps = pre.plan.steps.map((step) =>
-            step.startsWith('back up the database') ? 'copy the database on its server while stopped (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY)' : step,
-          );
-          pre.plan.steps.push('write and verify the pg_dump file from the frozen copy while the new version serves');
-        }
+        withBackupMethod(pre.plan, prereq);
       }
       return pre.plan;
     });
 
     await steps.run('plan', async () => {
       status.plan = plan;
-      status.planHash = planHash(plan);
+      status.planHash = planHash(patched(PLAN_HASH_WITHOUT_SIZE) ? approvedPart(plan) : plan);
       return undefined;
     });
 
