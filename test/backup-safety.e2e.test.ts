@@ -77,10 +77,11 @@ test('a disk that fills during the backup: no retries, the partial dump removed,
   assert.equal(mode(backupsDir), '700', 'a backup dir dg-upgrade creates is 0700');
 });
 
-test('frozen copy: a disk that fills before the pg_dump from the copy fails the upgrade loudly, keeps the copy, and a rollback swaps it in', async () => {
+test('frozen copy: a disk that fills before the pg_dump from the copy fails the upgrade loudly, keeps the copy, and a rollback swaps it in', async (t) => {
   const waiting = await startAndApprove('v0.2.0');
   const free = Number(execFileSync('df', ['--output=avail', '-B1', mountPoint]).toString().split('\n')[1]);
   execFileSync('fallocate', ['-l', String(free - 64 * 1024), path.join(mountPoint, 'filler')]);
+  t.after(() => rmSync(path.join(mountPoint, 'filler'), { force: true })); // the next test needs the space, whatever this one ends
   const approved = await d.cli(['approve', d.name, '--plan-hash', waiting.planHash]);
   assert.equal(approved.exitCode, 0, approved.stderr);
   const followed = await d.cli(['status', d.name, '--follow', '--json']);

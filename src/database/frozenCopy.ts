@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -10,6 +10,7 @@ import { heartbeat, keepAlive, sleep } from '../activities/heartbeat.js';
 import {
   databaseBytes,
   dumpWithFigures,
+  type DumpFigures,
   ensurePrivateDir,
   eventLogMark,
   isNoSpace,
@@ -304,7 +305,7 @@ async function dumpFrozen(req: { deployment: string; id: string }): Promise<Back
   if (!(await frozenExists(d, record))) throw gone(record);
   const frozenUrl = urlFor(databaseUrl(d), record.frozenDatabase);
   const partial = `${record.file}.partial`;
-  let facts;
+  let facts: DumpFigures;
   try {
     facts = await dumpWithFigures(d, frozenUrl, partial);
   } catch (err) {
@@ -312,6 +313,19 @@ async function dumpFrozen(req: { deployment: string; id: string }): Promise<Back
     throw await noSpaceForBackup(d, frozenUrl, dir, partial);
   }
   await failpoint('portableBackup.afterDump');
+  try {
+    return await verifyAndRecord(d, record, partial, facts);
+  } catch (err) {
+    if (!isNoSpace(err)) throw err;
+    // The dump fitted, its manifest did not: nothing half-written stays (the copy does).
+    rmSync(record.file, { force: true });
+    rmSync(`${manifestFile}.tmp`, { force: true });
+    throw await noSpaceForBackup(d, frozenUrl, dir, partial);
+  }
+}
+
+/** The dump renamed into place, read back (size, sha256, pg_restore --list) and its sealed manifest written. */
+async function verifyAndRecord(d: ResolvedDeployment, record: FrozenRecord, partial: string, facts: DumpFigures): Promise<BackupManifest> {
   renameSync(partial, record.file);
   heartbeat('verifying the dump');
   const sizeBytes = statSync(record.file).size;
