@@ -305,6 +305,8 @@ async function dumpFrozen(req: { deployment: string; id: string }): Promise<Back
   if (!(await frozenExists(d, record))) throw gone(record);
   const frozenUrl = urlFor(databaseUrl(d), record.frozenDatabase);
   const partial = `${record.file}.partial`;
+  // A dump an earlier attempt renamed into place but never recorded is not trusted: dumped again.
+  rmSync(record.file, { force: true });
   let facts: DumpFigures;
   try {
     facts = await dumpWithFigures(d, frozenUrl, partial);
