@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,8 +14,11 @@ import {
   isInTreeOf,
   listenerServesHost,
   listenSocketsOn,
+  appClientPorts,
   parseListenSockets,
+  parseProcStat,
   parsePpid,
+  parseTcpSockets,
   pidsHoldingSockets,
   processFacts,
   runsFrom,
@@ -59,6 +63,48 @@ test('finds the LISTEN sockets of one port, with their inodes; skips the header,
     [['::1', 5994], ['::', 5995], ['::ffff:127.0.0.1', 5996], ['2001:db8::1', 5997]],
   );
   assert.deepEqual(parseListenSockets('', 8080, 'LE'), []);
+});
+
+test('reads every socket with its state, and the fields of /proc/<pid>/stat after a command name with spaces and parentheses', () => {
+  assert.deepEqual(
+    parseTcpSockets(TCP, 'LE').map((s) => [s.port, s.state, s.inode]),
+    [[8080, '0A', 93535], [8081, '0A', 4027], [8080, '01', 77001], [8080, '0A', 77002]],
+  );
+  const stat = '4242 (my (odd) app) S 4000 4242 4100 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10';
+  assert.deepEqual(parseProcStat(stat), { state: 'S', ppid: 4000, session: 4100, startTime: '987654' });
+  assert.equal(parseProcStat('1 (x) S 0'), undefined);
+});
+
+test("the app's client ports: the local ports of the connections held by the process tree that listens on the app's port", async () => {
+  // Stands in for the database: both the "app" and this test connect to it.
+  const db = net.createServer((sock) => sock.on('error', () => {}));
+  db.listen(0, '127.0.0.1');
+  await once(db, 'listening');
+  const dbPort = (db.address() as AddressInfo).port;
+  const app = spawn(process.execPath, ['-e', `
+    const net = require('node:net');
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const c = net.connect(${dbPort}, '127.0.0.1', () => console.log(JSON.stringify({ port: s.address().port, client: c.localPort })));
+    });`], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+  let port = 0;
+  try {
+    const [line] = (await once(app.stdout!, 'data')) as [Buffer];
+    const { port: appPort, client } = JSON.parse(line.toString()) as { port: number; client: number };
+    port = appPort;
+    const ours = net.connect(dbPort, '127.0.0.1');
+    await once(ours, 'connect');
+    const found = appClientPorts(port);
+    assert.equal(found.listening, true);
+    assert.ok(found.ports?.has(client), `the app's connection (local port ${client}) is in ${[...(found.ports ?? [])]}`);
+    assert.ok(!found.ports?.has(ours.localPort!), "this process's own connection is not the app's");
+    ours.destroy();
+  } finally {
+    const exited = once(app, 'exit');
+    app.kill('SIGKILL');
+    await exited;
+    db.close();
+  }
+  assert.equal(appClientPorts(port).listening, false, 'nothing listens once the app is gone');
 });
 
 test('a listener takes connections to the host when it is the wildcard or the same (or IPv4-mapped) address', () => {

@@ -22,6 +22,7 @@ export interface ListenSocket {
 }
 
 const TCP_LISTEN = '0A';
+const TCP_ESTABLISHED = '01';
 
 /**
  * Decodes a /proc/net/tcp{,6} address ("0100007F:1F90"). The kernel prints the address as
@@ -61,20 +62,47 @@ function compressIpv6(groups: string[]): string {
   return `${groups.slice(0, best.start).join(':')}::${groups.slice(best.start + best.len).join(':')}`;
 }
 
-/** The LISTEN sockets on `port` in the text of /proc/net/tcp or /proc/net/tcp6 (header line skipped). */
-export function parseListenSockets(text: string, port: number, endianness: 'LE' | 'BE' = os.endianness()): ListenSocket[] {
-  const found: ListenSocket[] = [];
+export interface TcpSocket {
+  address: string;
+  port: number;
+  /** The kernel's state code: '0A' LISTEN, '01' ESTABLISHED. */
+  state: string;
+  inode: number;
+}
+
+/** Every socket in the text of /proc/net/tcp or /proc/net/tcp6 (header line skipped). */
+export function parseTcpSockets(text: string, endianness: 'LE' | 'BE' = os.endianness()): TcpSocket[] {
+  const found: TcpSocket[] = [];
   for (const line of text.split('\n')) {
     // sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ...
     const cols = line.trim().split(/\s+/);
-    if (cols.length < 10 || !/^\d+:$/.test(cols[0]!) || cols[3] !== TCP_LISTEN) continue;
+    if (cols.length < 10 || !/^\d+:$/.test(cols[0]!)) continue;
     const local = decodeProcAddress(cols[1]!, endianness);
-    if (!local || local.port !== port) continue;
     const inode = Number(cols[9]);
-    if (!Number.isInteger(inode) || inode <= 0) continue;
-    found.push({ ...local, inode });
+    if (!local || !Number.isInteger(inode) || inode <= 0) continue;
+    found.push({ ...local, state: cols[3]!, inode });
   }
   return found;
+}
+
+/** The LISTEN sockets on `port` in the text of /proc/net/tcp or /proc/net/tcp6 (header line skipped). */
+export function parseListenSockets(text: string, port: number, endianness: 'LE' | 'BE' = os.endianness()): ListenSocket[] {
+  return parseTcpSockets(text, endianness)
+    .filter((s) => s.state === TCP_LISTEN && s.port === port)
+    .map(({ address, port: p, inode }) => ({ address, port: p, inode }));
+}
+
+/** The worker's network namespace's TCP sockets, IPv4 and IPv6. */
+export function tcpSockets(): TcpSocket[] {
+  const sockets: TcpSocket[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    try {
+      sockets.push(...parseTcpSockets(readFileSync(file, 'utf8')));
+    } catch {
+      continue; // no IPv6
+    }
+  }
+  return sockets;
 }
 
 /**
@@ -104,17 +132,9 @@ export function socketInodeOfLink(link: string): number | undefined {
 
 /** LISTEN sockets on the port that take connections to `host`, as the worker's network namespace sees them. */
 export function listenSocketsOn(port: number, host: string): ListenSocket[] {
-  const sockets: ListenSocket[] = [];
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue; // no IPv6
-    }
-    sockets.push(...parseListenSockets(text, port).filter((s) => listenerServesHost(s.address, host)));
-  }
-  return sockets;
+  return tcpSockets()
+    .filter((s) => s.state === TCP_LISTEN && s.port === port && listenerServesHost(s.address, host))
+    .map(({ address, port: p, inode }) => ({ address, port: p, inode }));
 }
 
 function numericDirs(dir: string): number[] {
@@ -125,27 +145,85 @@ function numericDirs(dir: string): number[] {
   }
 }
 
+/** The socket inodes a process holds open (empty when its fds cannot be read). */
+export function socketInodesOf(pid: number): number[] {
+  const inodes: number[] = [];
+  for (const fd of numericDirs(`/proc/${pid}/fd`)) {
+    let link: string;
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const inode = socketInodeOfLink(link);
+    if (inode !== undefined) inodes.push(inode);
+  }
+  return inodes;
+}
+
 /** Pids holding one of the socket inodes open (as far as the worker may read their fds). */
 export function pidsHoldingSockets(inodes: Iterable<number>): Map<number, number[]> {
   const wanted = new Set(inodes);
   const holders = new Map<number, number[]>();
   if (wanted.size === 0) return holders;
   for (const pid of numericDirs('/proc')) {
-    for (const fd of numericDirs(`/proc/${pid}/fd`)) {
-      let link: string;
-      try {
-        link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      const inode = socketInodeOfLink(link);
-      if (inode === undefined || !wanted.has(inode)) continue;
-      const list = holders.get(inode) ?? [];
-      if (!list.includes(pid)) list.push(pid);
-      holders.set(inode, list);
+    for (const inode of new Set(socketInodesOf(pid))) {
+      if (!wanted.has(inode)) continue;
+      holders.set(inode, [...(holders.get(inode) ?? []), pid]);
     }
   }
   return holders;
+}
+
+export interface ProcStat {
+  /** R, S, D, Z, X, ... */
+  state: string;
+  ppid: number;
+  session: number;
+  /** Clock ticks since boot at the process's start: with the pid, it names one process for good. */
+  startTime: string;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses). */
+export function parseProcStat(stat: string): ProcStat | undefined {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (f.length < 20) return undefined;
+  return { state: f[0]!, ppid: Number(f[1]), session: Number(f[3]), startTime: f[19]! };
+}
+
+export function procStat(pid: number): ProcStat | undefined {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Local TCP ports of the app's connections: the sockets of the processes that listen on the
+ * app's port (their session, unless it is this worker's own, else them and their descendants).
+ * `listening: false`: nothing listens there (the app is down: every session is another client's).
+ * `ports: undefined`: something listens but its processes cannot be read from here.
+ */
+export function appClientPorts(appPort: number): { listening: boolean; ports?: Set<number> } {
+  const sockets = tcpSockets();
+  const listenInodes = new Set(sockets.filter((s) => s.state === TCP_LISTEN && s.port === appPort).map((s) => s.inode));
+  if (listenInodes.size === 0) return { listening: false };
+  const pids = numericDirs('/proc');
+  const inodesByPid = new Map(pids.map((p) => [p, socketInodesOf(p)]));
+  const listeners = pids.filter((p) => inodesByPid.get(p)!.some((i) => listenInodes.has(i)));
+  if (listeners.length === 0) return { listening: true };
+  const stats = new Map(pids.map((p) => [p, procStat(p)]));
+  const ownSession = procStat(process.pid)?.session;
+  const sessions = new Set(listeners.map((p) => stats.get(p)?.session).filter((s): s is number => !!s && s !== ownSession));
+  const app = new Set(listeners);
+  if (sessions.size) for (const p of pids) if (sessions.has(stats.get(p)?.session ?? -1)) app.add(p);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of pids) if (!app.has(p) && app.has(stats.get(p)?.ppid ?? -1)) (app.add(p), (grew = true));
+  }
+  const appInodes = new Set([...app].flatMap((p) => inodesByPid.get(p) ?? []));
+  return { listening: true, ports: new Set(sockets.filter((s) => s.state === TCP_ESTABLISHED && appInodes.has(s.inode)).map((s) => s.port)) };
 }
 
 export function parentPid(pid: number): number | undefined {

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -8,6 +8,7 @@ import { databaseUrl, deploymentOf } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import { liveDatabaseName, sha256File, tocEntries, urlFor, withDatabase } from '../database/postgres.js';
 import { findManifest } from '../database/restore.js';
+import { appClientPorts } from './listeners.js';
 import { describeSessions, sessionRows, withoutClients, type SessionRow } from '../database/sessions.js';
 
 /**
@@ -77,84 +78,6 @@ async function backupSource(d: ResolvedDeployment, manifest: BackupManifest, not
 }
 
 // ------------------------------------------------------------------ whose sessions are they
-
-
-interface TcpSocket {
-  localPort: number;
-  state: string;
-  inode: string;
-}
-
-function tcpSockets(): TcpSocket[] {
-  const out: TcpSocket[] = [];
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(f, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 10) continue;
-      out.push({ localPort: parseInt(cols[1]!.split(':')[1]!, 16), state: cols[3]!, inode: cols[9]! });
-    }
-  }
-  return out;
-}
-
-function statFields(pid: string): { ppid: string; session: string } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: f[1]!, session: f[3]! };
-  } catch {
-    return undefined;
-  }
-}
-
-function socketInodesOf(pid: string): string[] {
-  try {
-    return readdirSync(`/proc/${pid}/fd`)
-      .map((fd) => {
-        try {
-          return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-        } catch {
-          return undefined;
-        }
-      })
-      .filter((i): i is string => i !== undefined);
-  } catch {
-    return [];
-  }
-}
-
-/**
- * Local TCP ports of the app's connections: the sockets of the processes that listen on the
- * app's port (their session, unless it is this worker's own, else them and their descendants).
- * `listening: false`: nothing listens there (the app is down: every session is another client's).
- * `ports: undefined`: something listens but its processes cannot be read from here.
- */
-export function appClientPorts(appPort: number): { listening: boolean; ports?: Set<number> } {
-  const sockets = tcpSockets();
-  const listenInodes = new Set(sockets.filter((s) => s.state === '0A' && s.localPort === appPort).map((s) => s.inode));
-  if (listenInodes.size === 0) return { listening: false };
-  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-  const inodesByPid = new Map(pids.map((p) => [p, socketInodesOf(p)]));
-  const listeners = pids.filter((p) => inodesByPid.get(p)!.some((i) => listenInodes.has(i)));
-  if (listeners.length === 0) return { listening: true };
-  const stats = new Map(pids.map((p) => [p, statFields(p)]));
-  const ownSession = statFields(String(process.pid))?.session;
-  const sessions = new Set(listeners.map((p) => stats.get(p)?.session).filter((s): s is string => !!s && s !== ownSession && s !== '0'));
-  const app = new Set(listeners);
-  if (sessions.size) for (const p of pids) if (sessions.has(stats.get(p)?.session ?? '')) app.add(p);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const p of pids) if (!app.has(p) && app.has(stats.get(p)?.ppid ?? '')) (app.add(p), (grew = true));
-  }
-  const appInodes = new Set([...app].flatMap((p) => inodesByPid.get(p) ?? []));
-  return { listening: true, ports: new Set(sockets.filter((s) => s.state === '01' && appInodes.has(s.inode)).map((s) => s.localPort)) };
-}
 
 function localAddresses(): Set<string> {
   const addrs = new Set(['127.0.0.1', '::1']);
