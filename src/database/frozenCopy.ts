@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -8,6 +8,7 @@ import { databaseUrl, deploymentOf } from '../activities/deployment.js';
 import { failpoint } from '../activities/failpoints.js';
 import { heartbeat, keepAlive, sleep } from '../activities/heartbeat.js';
 import {
+  backupRecords,
   databaseBytes,
   dumpWithFigures,
   type DumpFigures,
@@ -67,12 +68,7 @@ export function readFrozenRecord(d: ResolvedDeployment, id: string): FrozenRecor
 }
 
 export function listFrozenRecords(d: ResolvedDeployment): FrozenRecord[] {
-  const dir = d.profile.backups.dir;
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.frozen.json'))
-    .map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as FrozenRecord)
-    .filter((r) => r.deployment === d.name);
+  return backupRecords(d, '.frozen.json', (file) => JSON.parse(readFileSync(file, 'utf8')) as FrozenRecord);
 }
 
 function maintenanceUrl(d: ResolvedDeployment): string {

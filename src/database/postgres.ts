@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { heartbeat, withByteProgress } from '../activities/heartbeat.js';
+import { heartbeat, keepAlive, withByteProgress } from '../activities/heartbeat.js';
 import pg from 'pg';
 import { redactDatabaseUrl } from '../config/secrets.js';
 import type { ResolvedDeployment } from '../config/profile.js';
@@ -10,7 +10,6 @@ import { FAILURE_TYPES, type BackupManifest, type EventLogMark } from '../domain
 import { databaseUrl, deploymentOf, secretValues } from '../activities/deployment.js';
 import { runCommand } from '../activities/exec.js';
 import { failpoint } from '../activities/failpoints.js';
-import { keepAlive } from '../activities/heartbeat.js';
 import { settleOtherSessions } from './sessions.js';
 import { eventLogDigest } from './eventLogDigest.js';
 import { commandPidDirOf, logDirOf } from '../activities/layout.js';
@@ -218,14 +217,18 @@ function manifestShapeProblems(m: unknown): string[] {
   return problems;
 }
 
-export function listManifests(d: ResolvedDeployment): BackupManifest[] {
+/** The records of this deployment in its backups dir: the files ending in `suffix`, read by `read`. */
+export function backupRecords<T extends { deployment: string }>(d: ResolvedDeployment, suffix: string, read: (file: string) => T): T[] {
   const dir = d.profile.backups.dir;
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
-    .filter((f) => f.endsWith('.manifest.json'))
-    .map((f) => readManifest(path.join(dir, f)))
-    .filter((m) => m.deployment === d.name)
-    .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    .filter((f) => f.endsWith(suffix))
+    .map((f) => read(path.join(dir, f)))
+    .filter((r) => r.deployment === d.name);
+}
+
+export function listManifests(d: ResolvedDeployment): BackupManifest[] {
+  return backupRecords(d, '.manifest.json', readManifest).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
 export async function tocEntries(d: ResolvedDeployment, file: string): Promise<number> {

@@ -243,14 +243,17 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
       await admin.query(`CREATE DATABASE ${quoteIdent(restored)}`);
     });
     const { dbArg, env } = pgToolConnection(urlFor(url, restored));
-    const restoredBytes = () => withDatabase(adminUrl, async (admin) => Number((await admin.query('SELECT pg_database_size($1)::bigint AS n', [restored])).rows[0].n));
-    await withByteProgress('pg_restore', restoredBytes, manifest.databaseBytes, () => runCommand('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${dbArg}`, manifest.file], {
-      cwd: path.dirname(manifest.file),
-      env,
-      secrets: secretValues(d),
-      logFile: path.join(logDirOf(d), 'restore.log'),
-      exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
-    }));
+    // One admin session held for the progress reads (pg_database_size once a second).
+    await withDatabase(adminUrl, (admin) => {
+      const restoredBytes = async () => Number((await admin.query('SELECT pg_database_size($1)::bigint AS n', [restored])).rows[0].n);
+      return withByteProgress('pg_restore', restoredBytes, manifest.databaseBytes, () => runCommand('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${dbArg}`, manifest.file], {
+        cwd: path.dirname(manifest.file),
+        env,
+        secrets: secretValues(d),
+        logFile: path.join(logDirOf(d), 'restore.log'),
+        exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
+      }));
+    });
     await withDatabase(adminUrl, (admin) => admin.query(`COMMENT ON DATABASE ${quoteIdent(restored)} IS '${marker.replace(/'/g, "''")}'`));
   }
   await failpoint('restore.beforeSwap');
