@@ -14,3 +14,4 @@ export { checkRebuildAdmission } from './rebuildAdmission.js';
 export { releaseValidate } from './releaseValidate.js';
 export { checkRollbackReady } from './rollbackCheck.js';
 export { checkBackupDir } from './backupDirCheck.js';
+export { webhookSubscriptions, sendNotification } from './notify.js';

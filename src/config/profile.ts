@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { databaseUrlProblem } from './databaseUrl.js';
 import { SecretRefSchema } from './secrets.js';
+import { NOTIFICATION_EVENTS } from '../domain/notification.js';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const duration = z.string().regex(/^\d+(ms|s|m|h)$/, 'a duration like "30s", "15m" or "2h"');
@@ -33,6 +34,39 @@ const CommandRuntimeSchema = z
     startTimeout: duration.default('60s'),
   })
   .strict();
+
+/** The longest a webhook may take to answer: its activity's time limit must fit 3 attempts' worth. */
+export const MAX_WEBHOOK_TIMEOUT = '30s';
+
+const WebhookSchema = z
+  .object({
+    /** Named in `status` and errors instead of the URL. */
+    name: z.string().regex(NAME, 'a webhook name: lowercase letters, digits, dashes'),
+    /** A secret reference: webhook URLs carry tokens. */
+    url: SecretRefSchema,
+    events: z
+      .array(
+        z.enum(NOTIFICATION_EVENTS, {
+          error: (issue) => `unknown event ${JSON.stringify(issue.input)}; valid events: ${NOTIFICATION_EVENTS.join(', ')}`,
+        }),
+      )
+      .min(1, `at least one event: ${NOTIFICATION_EVENTS.join(', ')}`),
+    timeout: positiveDuration('1ms')
+      .refine((v) => !/^\d+(ms|s|m|h)$/.test(v) || durationMs(v) <= durationMs(MAX_WEBHOOK_TIMEOUT), `at most "${MAX_WEBHOOK_TIMEOUT}"`)
+      .default('5s'),
+  })
+  .strict();
+
+const NotificationsSchema = z
+  .object({ webhooks: z.array(WebhookSchema).default([]) })
+  .strict()
+  .superRefine((n, ctx) => {
+    const seen = new Set<string>();
+    n.webhooks.forEach((w, i) => {
+      if (seen.has(w.name)) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'name'], message: `webhook name "${w.name}" is used twice: each webhook needs its own name` });
+      seen.add(w.name);
+    });
+  });
 
 export const DeploymentProfileSchema = z
   .object({
@@ -138,6 +172,8 @@ export const DeploymentProfileSchema = z
       })
       .strict()
       .default({ onProjectionOnlyFailure: 'rebuild-projections' }),
+    /** Webhooks told about the runs' events (see README, "Notifications"). */
+    notifications: NotificationsSchema.optional(),
     /** Allows `mix dg.release.validate`, which reseeds demo data: only for disposable demo installs. */
     disposableDemo: z.boolean().default(false),
   })

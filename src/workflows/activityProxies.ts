@@ -62,3 +62,13 @@ export function wholeDatabase(databaseBytes: number | undefined): Activities {
     retry: { maximumAttempts: 5, initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes },
   }));
 }
+
+/**
+ * Webhook notifications: a short time limit (the profile's per-webhook timeout is at most 30 s),
+ * 3 attempts with a small backoff. They never block a run's main path (workflows/notifications.ts).
+ */
+export const notifications = withSummaries(proxyActivities<Activities>({
+  startToCloseTimeout: '45 seconds',
+  cancellationType: ActivityCancellationType.TRY_CANCEL,
+  retry: { maximumAttempts: 3, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '4 seconds', nonRetryableErrorTypes },
+}));
