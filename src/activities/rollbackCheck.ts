@@ -7,7 +7,8 @@ import { FAILURE_TYPES, type BackupManifest, type DatabaseSession } from '../dom
 import { databaseUrl, deploymentOf } from './deployment.js';
 import { heartbeat, keepAlive, sleep } from './heartbeat.js';
 import { liveDatabaseName, sha256File, tocEntries, urlFor, withDatabase } from '../database/postgres.js';
-import { findManifest } from '../database/restore.js';
+import { findManifest, swapCopiesFrozenCopy } from '../database/restore.js';
+import { bytesNeededForCopy, checkSpace, databaseLocation } from '../database/space.js';
 import { appClientPorts } from './listeners.js';
 import { describeSessions, sessionRows, withoutClients, type SessionRow } from '../database/sessions.js';
 
@@ -44,6 +45,7 @@ async function check(req: { deployment: string; backupId: string }): Promise<Rol
   const url = databaseUrl(d);
   const live = liveDatabaseName(url);
   const source = await backupSource(d, manifest, notes);
+  await withDatabase(urlFor(url, 'postgres'), (admin) => checkRoomForRestore(admin, manifest, source, live, notes));
   const others = await withDatabase(urlFor(url, 'postgres'), (admin) => settleBeforeStop(d, admin, live, notes));
   return { backupId: manifest.id, source, otherSessions: others, notes };
 }
@@ -75,6 +77,24 @@ async function backupSource(d: ResolvedDeployment, manifest: BackupManifest, not
     throw refuse(`${what} cannot be restored: pg_restore --list cannot read its pg_dump file ${file}: ${(err as Error).message}; ${todo}`, FAILURE_TYPES.noBackup);
   }
   return 'dump';
+}
+
+/**
+ * Room for what the swap or restore writes, on the filesystem of the tablespace it lands in: none
+ * when the frozen copy is renamed in, one copy when it must be kept (its dump was never written),
+ * the restored database when the dump is restored.
+ */
+async function checkRoomForRestore(admin: pg.Client, manifest: BackupManifest, source: 'frozen-copy' | 'dump', live: string, notes: string[]): Promise<void> {
+  const fromFrozen = source === 'frozen-copy';
+  if (fromFrozen && !swapCopiesFrozenCopy(manifest)) return;
+  const db = fromFrozen ? manifest.frozenDatabase! : live;
+  const bytes = fromFrozen
+    ? Number((await admin.query('SELECT pg_database_size($1)::bigint AS n', [db])).rows[0].n)
+    : (manifest.databaseBytes ?? statSync(manifest.file).size * 4);
+  const what = fromFrozen ? `the copy of the frozen copy ${db} (its pg_dump file was never written, so the copy is kept)` : `the database restored from ${manifest.file}`;
+  const space = checkSpace(await databaseLocation(admin, db), bytesNeededForCopy(bytes), what);
+  if (space.unchecked) notes.push(space.unchecked);
+  if (space.problem) throw refuse(`${space.problem}; nothing was changed. Free space there and start the rollback again`, FAILURE_TYPES.noSpace);
 }
 
 // ------------------------------------------------------------------ whose sessions are they

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -30,6 +30,7 @@ import {
   type BackupRequest,
 } from './postgres.js';
 import { settleOtherSessions } from './sessions.js';
+import { bytesNeededForCopy, checkSpace, databaseLocation, mib } from './space.js';
 import { sealManifest } from './manifestSeal.js';
 
 /**
@@ -91,9 +92,9 @@ export interface FrozenCopyPrerequisites {
 }
 
 /**
- * Preflight of the frozen-copy method: the role may create databases, and the database server
- * has room for one more copy of the database (checked when the server's data directory is on
- * this machine and readable; otherwise a warning says it could not be checked).
+ * Preflight of the frozen-copy method: the role may create databases, and the filesystem of the
+ * database's tablespace has room for one more copy of it (checked when that directory is on this
+ * machine and readable; otherwise a warning says it could not be checked).
  */
 export async function frozenCopyPrerequisites(deployment: string): Promise<FrozenCopyPrerequisites> {
   const d = deploymentOf(deployment);
@@ -106,18 +107,11 @@ export async function frozenCopyPrerequisites(deployment: string): Promise<Froze
     if (!role?.ok) {
       result.problems.push(`the database role ${role?.u ?? '(unknown)'} lacks CREATEDB, which backups.method "frozen-copy" needs (and a rollback's restore too): ALTER ROLE ${role?.u ?? '<role>'} CREATEDB, or set backups.method to "dump-while-stopped"`);
     }
-    const dataDir = await client.query(`SELECT current_setting('data_directory', true) AS dir`).then((r) => r.rows[0].dir as string | null).catch(() => null);
-    if (dataDir && existsSync(dataDir)) {
-      const s = statfsSync(dataDir);
-      result.serverFreeBytes = s.bavail * s.bsize;
-      // One copy of the database, plus room for the WAL and growth while it exists.
-      const needed = Math.ceil(size * 1.2) + 256 * 1024 * 1024;
-      if (result.serverFreeBytes < needed) {
-        result.problems.push(`not enough space on the database server for a frozen copy: ${result.serverFreeBytes} bytes free in ${dataDir}, about ${needed} needed (1.2x the database's ${size} bytes + 256 MiB); free space there, or set backups.method to "dump-while-stopped"`);
-      }
-    } else {
-      result.warnings.push(`free space on the database server could not be checked (its data directory is not readable from here): a frozen copy needs about ${size} bytes more there`);
-    }
+    const location = await databaseLocation(client, liveDatabaseName(databaseUrl(d)));
+    const space = checkSpace(location, bytesNeededForCopy(size), `a frozen copy of the database (1.2x its ${mib(size)} + 256 MiB)`);
+    result.serverFreeBytes = space.freeBytes;
+    if (space.problem) result.problems.push(`${space.problem}; free space there, or set backups.method to "dump-while-stopped"`);
+    if (space.unchecked) result.warnings.push(space.unchecked);
     return result;
   });
 }

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -13,6 +13,7 @@ import { settleOtherSessions } from './sessions.js';
 import {
   eventLogMark,
   heldAsideComment,
+  isNoSpace,
   listManifests,
   liveDatabaseName,
   manifestPathOf,
@@ -26,6 +27,7 @@ import {
 } from './postgres.js';
 import { frozenManifest, listFrozenRecords } from './frozenCopy.js';
 import { checkSeal } from './manifestSeal.js';
+import { databaseLocation, mib, tablespaceClause } from './space.js';
 
 const RESTORE_DONE = 'dg-upgrade: restore complete';
 
@@ -238,9 +240,12 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
     });
   }
   if (!state.aside && !(state.restored && state.restoredComplete)) {
-    await withDatabase(adminUrl, async (admin) => {
+    const location = await withDatabase(adminUrl, async (admin) => {
       if (state.restored) await admin.query(`DROP DATABASE ${quoteIdent(restored)} WITH (FORCE)`); // half-restored
-      await admin.query(`CREATE DATABASE ${quoteIdent(restored)}`);
+      // In the live database's tablespace: the restored one replaces it, on the same filesystem.
+      const where = await databaseLocation(admin, live);
+      await admin.query(`CREATE DATABASE ${quoteIdent(restored)}${tablespaceClause(where)}`);
+      return where;
     });
     const { dbArg, env } = pgToolConnection(urlFor(url, restored));
     // One admin session held for the progress reads (pg_database_size once a second).
@@ -253,6 +258,14 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
         logFile: path.join(logDirOf(d), 'restore.log'),
         exclusive: { key: `${d.name}-pg`, pidDir: commandPidDirOf(d) },
       }));
+    }).catch((err) => {
+      if (!isNoSpace(err)) throw err;
+      const needed = manifest.databaseBytes ?? statSync(manifest.file).size;
+      throw ApplicationFailure.create({
+        message: `no space left on the database server to restore backup ${manifest.id} into ${restored} (${location?.dir ? `${location.dir}, tablespace ${location.tablespace}` : `tablespace ${location?.tablespace ?? 'unknown'}`}; the database needs about ${mib(needed)}): ${(err as Error).message.split('\n')[0]}. The live database ${live} was not touched; free space there, then retry the rollback`,
+        type: FAILURE_TYPES.noSpace,
+        nonRetryable: true,
+      });
     });
     await withDatabase(adminUrl, (admin) => admin.query(`COMMENT ON DATABASE ${quoteIdent(restored)} IS '${marker.replace(/'/g, "''")}'`));
   }
@@ -277,6 +290,14 @@ async function restoreAndSwap(req: RestoreRequest): Promise<RestoreResult> {
     await admin.query(`ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(live)}`);
   });
   return { ...result, discarded, otherSessions };
+}
+
+/**
+ * Never consume the only backup: while its pg_dump file is not written (a failure before the
+ * cutover), the swap makes the live database a file copy of the frozen copy, which stays for the dump.
+ */
+export function swapCopiesFrozenCopy(manifest: BackupManifest): boolean {
+  return manifest.state !== 'complete' || !existsSync(manifest.file);
 }
 
 async function oidOf(admin: pg.Client, name: string): Promise<number | undefined> {
@@ -312,9 +333,7 @@ async function swapFrozenCopy(
     return { discarded: await withDatabase(urlFor(url, aside), (client) => eventsNotInBackup(client, manifest)) };
   }
   if (state.frozen !== manifest.frozenOid) return undefined;
-  // Never consume the only backup: while its pg_dump file is not written (a failure before the
-  // cutover), the live database is a file copy of the frozen copy, which stays for the dump.
-  const keepCopy = manifest.state !== 'complete' || !existsSync(manifest.file);
+  const keepCopy = swapCopiesFrozenCopy(manifest);
   await failpoint('restore.beforeSwap');
   let otherSessions: RestoreResult['otherSessions'];
   if (state.aside === undefined) {
@@ -332,7 +351,22 @@ async function swapFrozenCopy(
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(aside)} IS 'dg-upgrade: upgraded database set aside by a rollback to backup ${manifest.id.replace(/'/g, "''")}; holds ${discarded.count} events written after the backup'`);
     await terminateConnections(admin, frozen);
     if (keepCopy) {
-      await admin.query(`CREATE DATABASE ${quoteIdent(live)} TEMPLATE ${quoteIdent(frozen)} STRATEGY FILE_COPY`);
+      try {
+        await admin.query(`CREATE DATABASE ${quoteIdent(live)} TEMPLATE ${quoteIdent(frozen)} STRATEGY FILE_COPY`);
+      } catch (err) {
+        if (!isNoSpace(err)) throw err;
+        // Undone: the upgraded database takes its name back, so that the next attempt (or an
+        // abandon) starts from where the rollback began.
+        const where = await databaseLocation(admin, frozen);
+        const needed = Number((await admin.query('SELECT pg_database_size($1)::bigint AS n', [frozen])).rows[0].n);
+        await admin.query(`ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(live)}`);
+        await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS NULL`);
+        throw ApplicationFailure.create({
+          message: `no space left on the database server for the copy of the frozen copy ${frozen} (${where?.dir ? `${where.dir}, tablespace ${where.tablespace}` : `tablespace ${where?.tablespace ?? 'unknown'}`}; about ${mib(needed)} needed): ${(err as Error).message.split('\n')[0]}. Undone: the upgraded database has its name ${live} back and the frozen copy is kept; free space there, then retry the rollback`,
+          type: FAILURE_TYPES.noSpace,
+          nonRetryable: true,
+        });
+      }
       await admin.query(`COMMENT ON DATABASE ${quoteIdent(live)} IS '${copiedFromFrozenComment(manifest.id).replace(/'/g, "''")}'`);
     } else {
       await admin.query(`ALTER DATABASE ${quoteIdent(frozen)} RENAME TO ${quoteIdent(live)}`);
