@@ -1,14 +1,15 @@
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { execa } from 'execa';
+import { ownerOnlyDir, openOwnerOnly } from '../config/ownerOnlyFiles.js';
 import { redactSecrets } from '../config/secrets.js';
 import { cancellationSignal, heartbeat } from './heartbeat.js';
 
 export interface CommandOptions {
   cwd: string;
   env?: Record<string, string>;
-  /** Output is appended here (full, redacted) for operators. */
+  /** Output is appended here (full, redacted) for operators; the file is owner-only (0600, its dir 0700). */
   logFile?: string;
   /** Values to scrub from the output and from error messages. */
   secrets?: string[];
@@ -51,6 +52,15 @@ async function killLeftover(pidFile: string, key: string): Promise<void> {
   }
 }
 
+function writeOwnerOnly(file: string, flags: 'a' | 'w', text: string): void {
+  const fd = openOwnerOnly(file, flags);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class CommandFailed extends Error {
   override name = 'CommandFailed';
   constructor(message: string, readonly exitCode: number | undefined, readonly outputTail: string) {
@@ -72,12 +82,12 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
   const secrets = opts.secrets ?? [];
   const label = `${path.basename(file)} ${args.join(' ')}`;
   if (opts.logFile) {
-    mkdirSync(path.dirname(opts.logFile), { recursive: true });
-    appendFileSync(opts.logFile, `\n$ (cd ${opts.cwd} && ${label})  # ${new Date().toISOString()}\n`);
+    ownerOnlyDir(path.dirname(opts.logFile));
+    writeOwnerOnly(opts.logFile, 'a', `\n$ (cd ${opts.cwd} && ${label})  # ${new Date().toISOString()}\n`);
   }
   let pidFile: string | undefined;
   if (opts.exclusive) {
-    mkdirSync(opts.exclusive.pidDir, { recursive: true });
+    ownerOnlyDir(opts.exclusive.pidDir);
     pidFile = path.join(opts.exclusive.pidDir, `${opts.exclusive.key}.pid`);
     await killLeftover(pidFile, opts.exclusive.key);
   }
@@ -92,11 +102,11 @@ export async function runCommand(file: string, args: string[], opts: CommandOpti
     stdin: 'ignore',
     cancelSignal: cancellationSignal(),
   });
-  if (pidFile && child.pid) writeFileSync(pidFile, `${child.pid}\n`);
+  if (pidFile && child.pid) writeOwnerOnly(pidFile, 'w', `${child.pid}\n`);
   let lastLine = '';
   child.all?.on('data', (chunk: Buffer) => {
     const text = redactSecrets(chunk.toString(), secrets);
-    if (opts.logFile) appendFileSync(opts.logFile, text);
+    if (opts.logFile) appendFileSync(opts.logFile, text, { mode: 0o600 });
     const lines = text.split('\n').filter((l) => l.trim());
     if (lines.length) lastLine = lines[lines.length - 1]!.slice(0, 200);
   });

@@ -1,5 +1,6 @@
 import { existsSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
+import { ownerOnlyDir } from '../config/ownerOnlyFiles.js';
 import { releasesDirOf, type ResolvedDeployment } from '../config/profile.js';
 
 /**
@@ -26,9 +27,19 @@ export function beamDirOf(d: ResolvedDeployment, dir: string): string {
   return path.join(dir, d.profile.beamDir);
 }
 
-/** Pidfiles of the long commands of a deployment (see runCommand's `exclusive`). */
+/**
+ * A directory of the state dir that dg-upgrade writes into, created or tightened owner-only (0700)
+ * together with its parents up to the state dir: step logs quote the app's output.
+ */
+function ownerOnlyStateDir(d: ResolvedDeployment, ...parts: string[]): string {
+  const dir = path.join(d.stateDir, ...parts);
+  ownerOnlyDir(dir, d.stateDir);
+  return dir;
+}
+
+/** Pidfiles of the long commands of a deployment (see runCommand's `exclusive`); created owner-only. */
 export function commandPidDirOf(d: ResolvedDeployment): string {
-  return path.join(d.stateDir, 'commands', d.name);
+  return ownerOnlyStateDir(d, 'commands', d.name);
 }
 
 /** The packaged release `mix release` builds inside a version's dir. */
@@ -40,6 +51,7 @@ export function otpReleaseBinOf(d: ResolvedDeployment, dir: string): string {
   return path.join(otpReleaseDirOf(d, dir), 'bin', d.profile.releaseName);
 }
 
+/** The step logs of a deployment (build.log, backup.log, ...); created owner-only. */
 export function logDirOf(d: ResolvedDeployment): string {
-  return path.join(d.stateDir, 'logs', d.name);
+  return ownerOnlyStateDir(d, 'logs', d.name);
 }

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { heartbeat, sleep } from './heartbeat.js';
 import { durationMs, runDirOf, type ResolvedDeployment } from '../config/profile.js';
+import { ownerOnlyDir, openOwnerOnly } from '../config/ownerOnlyFiles.js';
 import { redactSecrets } from '../config/secrets.js';
+import { writePrivateFile } from '../database/postgres.js';
 import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
@@ -271,9 +273,11 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
     const env = { ...process.env, ...runtimeEnv(d), [MARKER]: d.name };
     if (rt.adapter === 'process') {
       const runDir = runDirOf(d);
-      mkdirSync(runDir, { recursive: true });
+      // The pidfile and the app's log are its owner's only (0600, the dir 0700, tightened if an
+      // older dg-upgrade left them open): the log quotes the app's output.
+      ownerOnlyDir(runDir, d.stateDir);
       const logFile = path.join(runDir, 'runtime.log');
-      const out = openSync(logFile, 'a');
+      const out = openOwnerOnly(logFile, 'a');
       // Source model: `mix phx.server` from the checkout; release model: the release in the foreground.
       const [command, args, cwd] =
         d.profile.model === 'release'
@@ -290,7 +294,7 @@ export async function startRuntime(deployment: string, dir: string): Promise<Run
       // The pidfile is written only after the spawn succeeded, with the identity read from the
       // kernel (start time), so "ours and alive" never depends on a half-exec'd process.
       const record: RuntimeRecord = { pid, procStart: procStat(pid)?.startTime, dir, startedAt: new Date().toISOString(), logFile };
-      writeFileSync(`${pidfileOf(d)}.tmp`, JSON.stringify(record, null, 2));
+      writePrivateFile(`${pidfileOf(d)}.tmp`, JSON.stringify(record, null, 2));
       renameSync(`${pidfileOf(d)}.tmp`, pidfileOf(d));
       await failpoint('startRuntime.afterSpawn');
     } else {

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { ownerOnlyDir, openOwnerOnly, tightenIfPresent } from '../config/ownerOnlyFiles.js';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../config/searchAttributes.js';
 import { ensureTemporalCli } from './temporalCli.js';
 
@@ -57,9 +58,15 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   const namespace = options.namespace ?? 'default';
   const log = options.log ?? (() => {});
   const binary = await ensureTemporalCli(log);
-  mkdirSync(options.stateDir, { recursive: true });
+  // The SQLite file holds every run's plan and comments: owner-only, like the log. The CLI
+  // creates it (a file made beforehand, even empty and 0600, is taken as an existing database
+  // without a schema and the server exits), so the server runs under umask 077: SQLite creates
+  // the file and its -wal/-shm/-journal siblings 0600. Files an older dg-upgrade left 0644 are
+  // tightened first (SQLite keeps an existing file's mode).
+  ownerOnlyDir(options.stateDir);
   const dbFile = path.join(options.stateDir, 'temporal.db');
   const logFile = path.join(options.stateDir, 'temporal-server.log');
+  for (const suffix of ['', '-wal', '-shm', '-journal']) tightenIfPresent(`${dbFile}${suffix}`);
   const args = [
     'server', 'start-dev',
     '--db-filename', dbFile,
@@ -71,9 +78,11 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     ...SEARCH_ATTRIBUTE_DEFINITIONS.flatMap(({ name, type }) => ['--search-attribute', `${name}=${type}`]),
   ];
   const started = Date.now();
-  const out = openSync(logFile, 'a');
-  // Own process group, so stop() takes down everything the CLI started.
-  const child = spawn(binary, args, { detached: true, stdio: ['ignore', out, out] });
+  const out = openOwnerOnly(logFile, 'a');
+  // Own process group, so stop() takes down everything the CLI started. The shell execs the CLI
+  // (same pid) after setting the umask for it alone.
+  const child = spawn('/bin/sh', ['-c', 'umask 077 && exec "$0" "$@"', binary, ...args], { detached: true, stdio: ['ignore', out, out] });
+  closeSync(out);
   const address = `${ip}:${port}`;
   const uiUrl = `http://${ip}:${uiPort}`;
   const stop = async () => {
