@@ -6,7 +6,7 @@ import { terminalSafe } from './terminalText.js';
 /** One field from a signal or another untrusted source, escaped so it stays inside its line. */
 const field = (v: unknown) => terminalSafe(v);
 
-const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-' };
+const ICON: Record<StepStatus['state'], string> = { pending: '·', running: '…', succeeded: '✓', failed: '✗', skipped: '-', cancelled: '⊘' };
 
 export function formatDuration(ms: number | undefined): string {
   if (ms === undefined) return '';

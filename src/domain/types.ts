@@ -19,7 +19,8 @@ export interface DowngradeFacts {
   unknownMigrations: PendingMigration[];
 }
 
-export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+/** `cancelled`: the step a cancel request reached (it may have finished its work before it heard of it). */
+export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
 
 export interface StepStatus {
   name: StepName;

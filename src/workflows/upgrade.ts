@@ -338,9 +338,13 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     if (backupUnverified && err === backupUnverified) throw err;
     const cancelled = isCancellation(err);
     const type = failureTypeOf(err);
-    const failedStep = steps.list.find((s) => s.state === 'failed' || s.state === 'running');
+    // A cancel names the step it reached, which may have finished before its activity heard of
+    // it (the run then stops at its next command, maybe outside any step).
+    const failedStep = cancelled ? steps.markCancelled() : steps.list.find((s) => s.state === 'failed' || s.state === 'running');
     status.error = { step: failedStep?.name ?? 'unknown', message: cancelled ? 'cancelled by an operator' : messageOf(err) };
     steps.abandonRunning(cancelled ? 'cancelled' : undefined);
+    /** A cancel that came before stopOld's command: the old version was never stopped. */
+    const stopNeverRan = cancelled && steps.neverRan.has('stopOld');
 
     // Compensation: never cancelled, and its own failure is reported with the original one.
     let compensationError: string | undefined;
@@ -360,12 +364,14 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
             return undefined;
           });
         } else if (backupTaken) {
-          status.classification = classifyFailure({
-            failedStep: status.error!.step,
-            backupTaken,
-            pendingMigrations: status.plan?.pendingMigrations.length ?? 1,
-            smoke: status.smoke,
-          });
+          status.classification = cancelled
+            ? { kind: 'unclear', path: 'restore', reason: `cancelled by an operator at ${status.error!.step}, after the pre-upgrade backup was taken` }
+            : classifyFailure({
+                failedStep: status.error!.step,
+                backupTaken,
+                pendingMigrations: status.plan?.pendingMigrations.length ?? 1,
+                smoke: status.smoke,
+              });
           const reason = status.error!.message.split('\n')[0];
           let narrowPathFailed: string | undefined;
           if (!cancelled && status.classification.path === 'rebuild-projections' && inspection!.onProjectionOnlyFailure === 'rebuild-projections') {
@@ -423,7 +429,9 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         : status.rollback
         ? `rolled back: ${status.rollback.summary.replace(/^[^:]+: /, '')}${status.backup?.problem ? `; THE PRE-UPGRADE BACKUP'S PG_DUMP FILE COULD NOT BE WRITTEN (${status.backup.problem}); its frozen copy ${status.backup.frozenDatabase} is kept` : ''}`
         : oldStopped
-          ? 'the previous version was restarted'
+          ? stopNeverRan
+            ? 'the old version was never stopped and still serves, nothing changed'
+            : 'the previous version was restarted'
           : 'the old version still serves, nothing changed';
     if (cancelled) {
       status.outcome = status.rollback ? 'rolled-back' : 'aborted';
