@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -665,24 +665,36 @@ const cases: Case[] = [
     name: 'disk full during the backup, the app stopped',
     run: async () => {
       const tiny = tinyFilesystem(14 * 1024);
+      // The run is held in its build (failpoint, set in the worker's environment: a worker of
+      // the case's own) while the filesystem fills, then let go: no race with a passing phase.
+      const failDir = mkdtempSync(path.join(scratch, 'failpoints-'));
+      const held = path.join(failDir, 'build.compile');
+      await d.worker!.kill();
+      await d.startWorker({ DG_UPGRADE_FAILPOINTS: 'build.compile:hold', DG_UPGRADE_FAILPOINT_DIR: failDir });
       try {
         return await withWorkerProfile(
-          (x) => ((x.backups.dir = tiny), (x.toolchain.env.DG_FIXTURE_COMPILE_MS = '2500')),
+          (x) => (x.backups.dir = tiny),
           async () => {
             const started = await cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--yes']);
             assert.equal(started.exitCode, 0, started.stderr);
-            await waitForPhase('building');
+            for (const deadline = Date.now() + 120_000; !existsSync(held); await sleep(100)) {
+              if (Date.now() > deadline) throw new Error(`the build never reached failpoint build.compile: ${(await cli(['status', d.name])).stdout}`);
+            }
             // Fill the filesystem while the target builds: the backup finds no room.
             try {
               execFileSync('dd', ['if=/dev/zero', `of=${path.join(tiny, 'filler')}`, 'bs=64k'], { stdio: 'ignore' });
             } catch {
               /* dd stops at "No space left on device" */
             }
+            writeFileSync(`${held}.release`, '');
             return cli(['status', d.name, '--follow']);
           },
         );
       } finally {
+        writeFileSync(`${held}.release`, '');
         unmount(tiny);
+        await d.worker!.kill();
+        await d.startWorker();
       }
     },
     exit: 1,
