@@ -135,3 +135,143 @@ test('zones, lengths, ISO times with offset, and spans', () => {
   assert.equal(windowLabel({ start: utc('2026-12-01T21:00:00Z'), end: utc('2026-12-01T21:05:00Z'), timeZone: '+01:00' }), 'Tue 2026-12-01 22:00..22:05 (+01:00)');
   assert.deepEqual([formatSpan(45_000), formatSpan(3 * 60_000), formatSpan(90 * 60_000), formatSpan(26 * H)], ['45s', '3m', '1h30m', '1d2h']);
 });
+
+// --- the profile's maintenance block, the CLI flags, and the wait's decisions (fake clock) ---
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseProfileFile, ProfileError, getDeployment } from '../src/config/profile.js';
+import { windowInput } from '../src/client/windowFlags.js';
+import { CliError } from '../src/client/exitCodes.js';
+import { plannedWindow, waitForWindow, windowInputProblem, type WaitClock } from '../src/workflows/maintenanceWait.js';
+import { PROJECT_ROOT } from './support/e2e.js';
+import type { PlannedWindow } from '../src/domain/types.js';
+
+const example = () => JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'examples', 'profile.example.json'), 'utf8'));
+
+test('profile: maintenance windows are checked field by field, with what to do', () => {
+  const raw = example();
+  raw.deployments.sample.maintenance = { windows: [{ days: ['mon', 'fri'], start: '22:00', end: '02:00', timeZone: 'Europe/Berlin' }], predictedDowntime: '2m', whenTooShort: 'end' };
+  const ok = parseProfileFile(raw, 'p.json').deployments.sample!.maintenance!;
+  assert.deepEqual(ok, raw.deployments.sample.maintenance);
+  raw.deployments.sample.maintenance = { windows: [{ days: ['sat'], start: '01:00', end: '03:00', timeZone: 'UTC' }] };
+  assert.deepEqual(parseProfileFile(raw, 'p.json').deployments.sample!.maintenance, { windows: raw.deployments.sample.maintenance.windows, predictedDowntime: '5m', whenTooShort: 'next-window' }, 'defaults');
+
+  raw.deployments.sample.maintenance = {
+    windows: [
+      { days: ['monday'], start: '22:00', end: '02:00', timeZone: 'Europe/Berlin' },
+      { days: ['mon'], start: '25:00', end: '2:00', timeZone: 'Europe/Berln' },
+      { days: [], start: '22:00', end: '22:00', timeZone: 'Europe/Berlin', extra: 1 },
+    ],
+    predictedDowntime: 'soon',
+    whenTooShort: 'wait',
+  };
+  assert.throws(() => parseProfileFile(raw, 'p.json'), (err: ProfileError) => {
+    const m = err.message;
+    assert.match(m, /deployments\.sample\.maintenance\.windows\.0\.days\.0: unknown day "monday"; days are sun, mon, tue, wed, thu, fri, sat/);
+    assert.match(m, /windows\.1\.start: a 24-hour local time "HH:MM"/);
+    assert.match(m, /windows\.1\.end: a 24-hour local time "HH:MM"/);
+    assert.match(m, /windows\.1\.timeZone: an IANA time zone such as "Europe\/Berlin"/);
+    assert.match(m, /windows\.2\.days: at least one day/);
+    assert.match(m, /windows\.2: Unrecognized key: "extra"|windows\.2.*extra/);
+    assert.match(m, /maintenance\.predictedDowntime: a duration like/);
+    assert.match(m, /maintenance\.whenTooShort/);
+    return true;
+  });
+  raw.deployments.sample.maintenance = { windows: [{ days: ['mon'], start: '22:00', end: '22:00', timeZone: 'UTC' }] };
+  assert.throws(() => parseProfileFile(raw, 'p.json'), /windows\.0\.end: end equals start/);
+});
+
+test('CLI: --window / --not-before / --window-length are refused with the reason before anything starts', () => {
+  const raw = example();
+  const none = getDeployment(parseProfileFile(raw), 'sample');
+  raw.deployments.sample.maintenance = { windows: [{ days: ['mon'], start: '22:00', end: '23:00', timeZone: 'UTC' }] };
+  const withWindows = getDeployment(parseProfileFile(raw), 'sample');
+  const now = utc('2026-12-01T12:00:00Z');
+  const refused = (values: Record<string, string>, d: typeof none, pattern: RegExp) =>
+    assert.throws(() => windowInput(values, d, now), (e: CliError) => e instanceof CliError && e.exitCode === 2 && pattern.test(e.message) && /nothing was started/.test(e.message));
+  refused({ window: 'next' }, none, /has no maintenance windows in its profile \(maintenance\.windows\)/);
+  refused({ window: 'tonight' }, withWindows, /the only value is "next"/);
+  refused({ window: 'next', 'not-before': '2026-12-01T22:00:00Z' }, withWindows, /both given/);
+  refused({ 'not-before': '2026-12-01 22:00' }, none, /not an ISO-8601 time with an offset/);
+  refused({ 'not-before': '2026-12-01T22:00:00' }, none, /not an ISO-8601 time with an offset/);
+  refused({ 'not-before': '2026-12-01T11:59:00Z' }, none, /in the past/);
+  refused({ 'window-length': '1h' }, none, /needs --not-before/);
+  refused({ 'not-before': '2026-12-01T22:00:00Z', 'window-length': '0m' }, none, /not a positive duration/);
+  assert.deepEqual(windowInput({ window: 'next' }, withWindows, now), { window: 'next' });
+  assert.deepEqual(windowInput({ 'not-before': '2026-12-01T23:00:00+01:00', 'window-length': '30m' }, none, now), { notBefore: '2026-12-01T23:00:00+01:00', windowLength: '30m' });
+  assert.deepEqual(windowInput({}, none, now), {});
+});
+
+test('workflow input (e.g. from the Temporal UI) is checked the same way', () => {
+  const base = { deployment: 'x', targetRef: 'v0.2.0' };
+  assert.match(windowInputProblem({ ...base, window: 'tonight' as never })!, /"window": "tonight" is not a window/);
+  assert.match(windowInputProblem({ ...base, notBefore: 'tomorrow' })!, /"notBefore": "tomorrow" is not an ISO-8601 time/);
+  assert.match(windowInputProblem({ ...base, windowLength: '1h' })!, /needs "notBefore"/);
+  assert.equal(windowInputProblem({ ...base, window: 'next' }), undefined);
+  const settings = { windows: [{ days: ['mon' as const], start: '22:00', end: '01:30', timeZone: 'Europe/Berlin' }], predictedDowntimeMs: 120_000, whenTooShort: 'next-window' as const };
+  assert.throws(() => plannedWindow({ ...base, window: 'next' }, 'x', { ...settings, windows: [] }, 0), /has no maintenance windows in its profile/);
+  const oneOff = plannedWindow({ ...base, notBefore: '2026-12-01T22:00:00+01:00' }, 'x', settings, utc('2026-12-01T12:00:00Z'));
+  assert.deepEqual([oneOff.start, oneOff.end, oneOff.timeZone], ['2026-12-01T21:00:00.000Z', '2026-12-02T00:30:00.000Z', '+01:00'], 'one-off: as long as the longest profile window');
+  const noProfile = plannedWindow({ ...base, notBefore: '2026-12-01T22:00:00Z' }, 'x', { ...settings, windows: [] }, utc('2026-12-01T12:00:00Z'));
+  assert.equal(noProfile.end, '2026-12-01T23:00:00.000Z', 'one-off without profile windows: 1 h');
+  assert.throws(() => plannedWindow({ ...base, notBefore: '2026-12-01T10:00:00Z', windowLength: '1h' }, 'x', settings, utc('2026-12-01T12:00:00Z')), /has already ended/);
+});
+
+/** A clock that jumps to the end of each sleep, and records what the wait did. */
+function fakeClock(start: number): WaitClock & { sleeps: number[] } {
+  let now = start;
+  const sleeps: number[] = [];
+  return { sleeps, now: () => now, sleep: async (ms) => void (sleeps.push(ms), (now += ms)) };
+}
+
+test('the wait: sleeps to the window, passes over one too short, or ends, saying why', async () => {
+  const profile = (windows: PlannedWindow['windows'], predictedDowntimeMs: number, whenTooShort: 'next-window' | 'end'): PlannedWindow => ({ kind: 'profile', windows, predictedDowntimeMs, predictedDowntimeFrom: 'profile', whenTooShort });
+  const daily = (start: string, end: string) => ({ days: [...WEEKDAYS], start, end, timeZone: 'Europe/Berlin' });
+  const events: string[] = [];
+  const hooks = { waiting: (w: { start: number }, note?: string) => void events.push(`waiting ${iso(w.start)}${note ? ` (${note})` : ''}`), opened: (w: { start: number }) => void events.push(`opened ${iso(w.start)}`) };
+
+  // Tuesday 1 December 2026, 12:00 UTC (13:00 Berlin): the window opens at 22:00 Berlin.
+  let clock = fakeClock(utc('2026-12-01T12:00:00Z'));
+  let r = await waitForWindow(profile([daily('22:00', '23:00')], 300_000, 'next-window'), hooks, clock);
+  assert.deepEqual(r, { opened: { start: utc('2026-12-01T21:00:00Z'), end: utc('2026-12-01T22:00:00Z'), timeZone: 'Europe/Berlin' } });
+  assert.deepEqual(clock.sleeps, [9 * H]);
+  assert.deepEqual(events.splice(0), ['waiting 2026-12-01T21:00:00.000Z', 'opened 2026-12-01T21:00:00.000Z']);
+
+  // Inside the window with 3 minutes left, 5 predicted: the next day's window.
+  clock = fakeClock(utc('2026-12-01T21:57:00Z'));
+  r = await waitForWindow(profile([daily('22:00', '23:00')], 300_000, 'next-window'), hooks, clock);
+  assert.equal(iso('opened' in r ? r.opened.start : undefined), '2026-12-02T21:00:00.000Z');
+  assert.deepEqual(events.splice(0), [
+    'waiting 2026-12-02T21:00:00.000Z (window Tue 2026-12-01 22:00..23:00 (Europe/Berlin) has 3m left, the predicted downtime is 5m)',
+    'opened 2026-12-02T21:00:00.000Z',
+  ]);
+  // The same with whenTooShort "end": no sleep, the reason.
+  clock = fakeClock(utc('2026-12-01T21:57:00Z'));
+  r = await waitForWindow(profile([daily('22:00', '23:00')], 300_000, 'end'), hooks, clock);
+  assert.deepEqual(r, { missed: 'window Tue 2026-12-01 22:00..23:00 (Europe/Berlin) has 3m left, the predicted downtime is 5m (maintenance.whenTooShort "end")' });
+  assert.deepEqual([clock.sleeps, events.splice(0)], [[], []]);
+
+  // A 1-minute window and a 10-minute downtime: the longer window the profile also has.
+  clock = fakeClock(utc('2026-12-01T12:00:00Z'));
+  r = await waitForWindow(profile([daily('22:00', '22:01'), { days: ['sat'], start: '02:00', end: '04:00', timeZone: 'Europe/Berlin' }], 600_000, 'next-window'), hooks, clock);
+  assert.equal(iso('opened' in r ? r.opened.start : undefined), '2026-12-05T01:00:00.000Z');
+  assert.equal(events[0], 'waiting 2026-12-05T01:00:00.000Z (window Tue 2026-12-01 22:00..22:01 (Europe/Berlin) is 1m long, the predicted downtime is 10m, and 3 later windows too short)');
+  events.length = 0;
+  // Only windows that are too short: it ends, not loops.
+  r = await waitForWindow(profile([daily('22:00', '22:01')], 600_000, 'next-window'), hooks, fakeClock(utc('2026-12-01T12:00:00Z')));
+  assert.match('missed' in r ? r.missed : '', /is 1m long, the predicted downtime is 10m, and 7 later windows too short; no window in the next 8 days holds the predicted downtime 10m$/);
+
+  // A worker down past the start wakes to less of the window: checked again.
+  let late = fakeClock(utc('2026-12-01T12:00:00Z'));
+  const sleepLate = late.sleep;
+  late = { ...late, sleep: async (ms) => { await sleepLate(ms); await sleepLate(58 * 60_000); } };
+  r = await waitForWindow(profile([daily('22:00', '23:00')], 300_000, 'end'), hooks, late);
+  assert.match('missed' in r ? r.missed : '', /has 2m left, the predicted downtime is 5m/);
+  events.length = 0;
+
+  // A one-off window: no next one.
+  const oneOff: PlannedWindow = { kind: 'one-off', start: '2026-12-01T21:00:00.000Z', end: '2026-12-01T21:01:00.000Z', timeZone: '+01:00', predictedDowntimeMs: 600_000, predictedDowntimeFrom: 'profile', whenTooShort: 'next-window' };
+  r = await waitForWindow(oneOff, hooks, fakeClock(utc('2026-12-01T12:00:00Z')));
+  assert.deepEqual(r, { missed: 'window Tue 2026-12-01 22:00..22:01 (+01:00) is 1m long, the predicted downtime is 10m (a one-off window has no next one)' });
+});

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { durationMs, modelProblem } from '../config/profile.js';
+import { DEFAULT_MAINTENANCE, durationMs, modelProblem, type DeploymentProfile } from '../config/profile.js';
 import { FAILURE_TYPES, type DeploymentInspection } from '../domain/types.js';
 import { appAdmissionChecks, ownershipProblem, tenantsWithProjections } from './appChecks.js';
 import { databaseUrl, deploymentOf } from './deployment.js';
@@ -53,5 +53,10 @@ export async function inspectDeployment(deployment: string): Promise<DeploymentI
     onProjectionOnlyFailure: d.profile.recovery.onProjectionOnlyFailure,
     warnings: [backupDirWarning(d.profile.backups.dir), ...app.warnings].filter((w): w is string => w !== undefined),
     checks: [ownership.check, ...app.checks],
+    maintenance: maintenanceOf(d.profile.maintenance ?? DEFAULT_MAINTENANCE),
   };
+}
+
+function maintenanceOf(m: NonNullable<DeploymentProfile['maintenance']>): NonNullable<DeploymentInspection['maintenance']> {
+  return { windows: m.windows, predictedDowntimeMs: durationMs(m.predictedDowntime), whenTooShort: m.whenTooShort };
 }

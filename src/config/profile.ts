@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { databaseUrlProblem } from './databaseUrl.js';
 import { SecretRefSchema } from './secrets.js';
+import { isValidTimeZone, parseHhmm, WEEKDAYS } from '../domain/maintenanceWindow.js';
 import { NOTIFICATION_EVENTS } from '../domain/notification.js';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -67,6 +68,41 @@ const NotificationsSchema = z
       seen.add(w.name);
     });
   });
+
+/** The figure a window must hold until a rehearsal measures one (README, "Maintenance windows"). */
+export const DEFAULT_PREDICTED_DOWNTIME = '5m';
+
+const hhmm = z.string().refine((v) => parseHhmm(v) !== undefined, 'a 24-hour local time "HH:MM", e.g. "22:00"');
+
+const MaintenanceWindowSchema = z
+  .object({
+    /** The days the window starts on, in its zone. */
+    days: z
+      .array(z.enum(WEEKDAYS, { error: (issue) => `unknown day ${JSON.stringify(issue.input)}; days are ${WEEKDAYS.join(', ')}` }))
+      .min(1, `at least one day: ${WEEKDAYS.join(', ')}`),
+    start: hhmm,
+    /** Before `start`: the window spans midnight and ends the next day. */
+    end: hhmm,
+    timeZone: z
+      .string()
+      .refine(isValidTimeZone, 'an IANA time zone such as "Europe/Berlin" or "America/New_York" (see `timedatectl list-timezones`); the window\'s times are local to it'),
+  })
+  .strict()
+  .refine((w) => w.start !== w.end, { path: ['end'], message: 'end equals start: a window needs a length (an end before the start spans midnight)' });
+
+const MaintenanceSchema = z
+  .object({
+    /** When an upgrade started with `--window next` may stop the old version. */
+    windows: z.array(MaintenanceWindowSchema).default([]),
+    /** The downtime a window must still hold when the stop would start. */
+    predictedDowntime: positiveDuration('1s').default(DEFAULT_PREDICTED_DOWNTIME),
+    /** When what is left of a window is shorter than that: wait for the next window, or end the run (nothing changed). */
+    whenTooShort: z.enum(['next-window', 'end']).default('next-window'),
+  })
+  .strict();
+
+/** A profile without `maintenance`: no windows, the default predicted downtime. */
+export const DEFAULT_MAINTENANCE = MaintenanceSchema.parse({});
 
 export const DeploymentProfileSchema = z
   .object({
@@ -174,6 +210,8 @@ export const DeploymentProfileSchema = z
       .default({ onProjectionOnlyFailure: 'rebuild-projections' }),
     /** Webhooks told about the runs' events (see README, "Notifications"). */
     notifications: NotificationsSchema.optional(),
+    /** Maintenance windows: `upgrade --window next` waits for one before it stops the old version. */
+    maintenance: MaintenanceSchema.optional(),
     /** Allows `mix dg.release.validate`, which reseeds demo data: only for disposable demo installs. */
     disposableDemo: z.boolean().default(false),
   })

@@ -1,4 +1,5 @@
 // Maintenance-window arithmetic: pure, no I/O, used by the workflow (from workflow time) and the CLI.
+import type { PlannedWindow } from './types.js';
 //
 // Zone offsets come from Intl.DateTimeFormat (ICU's time-zone data of the Node that runs the
 // worker): the result depends only on the zone, the instant and that data. A Node upgrade with
@@ -229,4 +230,10 @@ export function formatSpan(ms: number): string {
   if (d) return `${d}d${h ? `${h}h` : ''}`;
   if (h) return `${h}h${m ? `${m}m` : ''}`;
   return `${m}m${sec ? `${sec}s` : ''}`;
+}
+
+/** "mon,tue 22:00..02:00 (Europe/Berlin)" for each profile window, or the one-off window's label. */
+export function describePlannedWindow(planned: PlannedWindow): string {
+  if (planned.kind === 'one-off') return windowLabel({ start: Date.parse(planned.start!), end: Date.parse(planned.end!), timeZone: planned.timeZone! });
+  return (planned.windows ?? []).map((w) => `${w.days.join(',')} ${w.start}..${w.end} (${w.timeZone})`).join('; ');
 }

@@ -9,6 +9,43 @@ export interface UpgradeInput {
   requestedBy?: string;
   /** The operator asks for a downgrade explicitly: the plan lists the migrations the older version does not know. */
   allowDowngrade?: boolean;
+  /** "next": stop the old version only inside one of the profile's maintenance windows (patch maintenance-windows). */
+  window?: 'next';
+  /** A one-off window from this ISO-8601 time with offset (e.g. "2026-12-01T22:00:00+01:00"). */
+  notBefore?: string;
+  /** The one-off window's length ("2h"); default the profile's longest window, else 1h. */
+  windowLength?: string;
+}
+
+/** One weekly maintenance window of the profile (src/domain/maintenanceWindow.ts). */
+export interface MaintenanceWindowSpec {
+  days: Array<'sun' | 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat'>;
+  start: string;
+  end: string;
+  timeZone: string;
+}
+
+/** The profile's maintenance settings, as the worker read them. */
+export interface MaintenanceSettings {
+  windows: MaintenanceWindowSpec[];
+  predictedDowntimeMs: number;
+  whenTooShort: 'next-window' | 'end';
+}
+
+/** The window an upgrade waits for, as its plan (and so its hash) states it. */
+export interface PlannedWindow {
+  /** `profile`: the profile's weekly windows (--window next); `one-off`: --not-before. */
+  kind: 'profile' | 'one-off';
+  windows?: MaintenanceWindowSpec[];
+  /** one-off: [start, end) as ISO instants, and the offset they were given in. */
+  start?: string;
+  end?: string;
+  timeZone?: string;
+  /** The downtime the window must still hold when the stop starts. */
+  predictedDowntimeMs: number;
+  /** Where that figure comes from: the profile's maintenance.predictedDowntime (or its default). */
+  predictedDowntimeFrom: 'profile';
+  whenTooShort: 'next-window' | 'end';
 }
 
 /** What going to an older version means for the schema (preflight, patch downgrade-refused). */
@@ -50,12 +87,14 @@ export const ROLLBACK_STEPS = ['stopUpgraded', 'measureDiscard', 'restore', 'ver
 export type RollbackStepName = (typeof ROLLBACK_STEPS)[number];
 export const REBUILD_STEPS = ['decide', 'stopCurrent', 'prepareOld', 'startOld', 'rebuild', 'verifyProjections'] as const;
 export type RebuildStepName = (typeof REBUILD_STEPS)[number];
-export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName | RebuildStepName | 'rebuildProjections';
+/** `window`: an upgrade's wait for its maintenance window, listed before stopOld only when it has one. */
+export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName | RebuildStepName | 'rebuildProjections' | 'window';
 
 export type Phase =
   | 'starting'
   | 'preflight'
   | 'awaiting-approval'
+  | 'waiting-for-window'
   | 'building'
   | 'stopping-old'
   | 'backing-up'
@@ -105,6 +144,8 @@ export interface DeploymentInspection {
   warnings?: string[];
   /** What preflight checked that a later step needs (rename rights, replay/rebuild permissions); absent in older runs. */
   checks?: string[];
+  /** The profile's maintenance windows; absent in older runs. */
+  maintenance?: MaintenanceSettings;
 }
 
 export interface EventLogMark {
@@ -150,6 +191,8 @@ export interface UpgradePlan {
   warnings?: string[];
   /** Preflight's checks of what later steps need (issue 18); absent in older plans. */
   checks?: string[];
+  /** The maintenance window the stop waits for (patch maintenance-windows); the hash covers it. */
+  window?: PlannedWindow;
 }
 
 export interface SmokeCheckResult {
@@ -342,6 +385,8 @@ export interface UpgradeStatus {
   ignoredSignals: string[];
   baselineSmoke?: SmokeReport;
   smoke?: SmokeReport;
+  /** The window the run waits for or stops in (ISO instants); `note` says why an earlier one was passed over. */
+  window?: { start: string; end: string; timeZone: string; note?: string };
   /** Set when the plan's tag points to another commit after the approval: the planned commit is deployed. */
   tagMoved?: { tag: string; plannedSha: string; currentSha: string };
   backup?: Pick<BackupManifest, 'id' | 'file' | 'sizeBytes' | 'sha256' | 'migrationVersions' | 'otherSessions'> & {
