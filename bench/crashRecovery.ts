@@ -8,10 +8,10 @@
 import { ROLLBACK_CRASHES, runCrashCase, UPGRADE_CRASHES } from '../test/support/crash.js';
 import { createE2eDeployment, waitCaughtUp } from '../test/support/e2e.js';
 import { startTestTemporal } from '../test/support/temporal.js';
+import { median } from './support/stats.js';
 
 const rollbackRuns = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 3);
 const quick = process.argv.includes('--quick');
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const temporal = await startTestTemporal();
 try {

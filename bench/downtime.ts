@@ -31,6 +31,7 @@ import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { PAYLOAD_CONVERTER_PATH, WORKFLOWS_PATH } from '../src/worker/bundle.js';
 import { WORKFLOW_BUNDLE_ENV } from '../src/worker/workflowCode.js';
 import { downtimeOf, median, medianRange, startProber } from './support/healthProber.js';
+import { describeDiskWindow, diskWindow, waitForQuietDisk, type DiskWindow } from './support/diskActivity.js';
 
 const pairs = Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? '8,1024,4096').split(',').map(Number);
@@ -92,17 +93,20 @@ async function sizeMiB(db: string): Promise<number> {
  * The copy is the raw floor of the frozen copy: a CHECKPOINT (untimed, as dg-upgrade's own
  * checkpointBeforeStop), then CREATE DATABASE ... TEMPLATE <gold> STRATEGY FILE_COPY, timed.
  */
-async function deploymentFrom(temporal: TestTemporal, label: string, template: string): Promise<{ d: E2eDeployment; rawCopyMs: number }> {
+async function deploymentFrom(temporal: TestTemporal, label: string, template: string): Promise<{ d: E2eDeployment; rawCopyMs: number; rawDisk?: DiskWindow }> {
   const d = await createE2eDeployment(temporal, label);
   let rawCopyMs = NaN;
+  let rawDisk: DiskWindow | undefined;
   try {
     editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = COMPILE_MS));
     await admin(async (c) => {
       await c.query(`DROP DATABASE "${d.db.name}" WITH (FORCE)`);
       await c.query('CHECKPOINT');
+      const disk = diskWindow();
       const t0 = performance.now();
       await c.query(`CREATE DATABASE "${d.db.name}" TEMPLATE "${template}" STRATEGY FILE_COPY`);
       rawCopyMs = Math.round(performance.now() - t0);
+      rawDisk = disk.stop();
     });
     await d.bootstrap();
     await waitCaughtUp(d, 600_000);
@@ -110,7 +114,7 @@ async function deploymentFrom(temporal: TestTemporal, label: string, template: s
     await d.dispose().catch(() => {});
     throw err;
   }
-  return { d, rawCopyMs };
+  return { d, rawCopyMs, rawDisk };
 }
 
 /** Peak RSS (VmHWM) of a live process in bytes, undefined when it is gone. */
@@ -171,10 +175,12 @@ function startChildSampler(rootPid: number | undefined): { stop(): Map<string, n
  * that the step's duration splits into the copy and the rest (activity dispatch, session check,
  * record files).
  */
-function startCopyWatch(live: string): { stop(): Promise<{ statementMs?: number; waits: string }> } {
+function startCopyWatch(live: string): { stop(): Promise<{ statementMs?: number; waits: string; disk?: DiskWindow }> } {
   const c = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
   let running = true;
   let statementMs: number | undefined;
+  let window: ReturnType<typeof diskWindow> | undefined;
+  let disk: DiskWindow | undefined;
   const waits = new Map<string, number>();
   const loop = (async () => {
     await c.connect();
@@ -186,6 +192,8 @@ function startCopyWatch(live: string): { stop(): Promise<{ statementMs?: number;
              FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'CREATE DATABASE %' AND position($1 in query) > 0`,
           [`TEMPLATE "${live}"`],
         );
+        if (rows.length && !window && !disk) window = diskWindow();
+        if (!rows.length && window) (disk = window.stop()), (window = undefined);
         for (const r of rows) {
           statementMs = Math.max(statementMs ?? 0, Math.round(Number(r.ms)));
           waits.set(r.w, (waits.get(r.w) ?? 0) + 1);
@@ -200,7 +208,7 @@ function startCopyWatch(live: string): { stop(): Promise<{ statementMs?: number;
     async stop() {
       running = false;
       await loop.catch((err) => process.stderr.write(`# copy watch failed: ${(err as Error).message}\n`));
-      return { statementMs, waits: [...waits].sort((a, b) => b[1] - a[1]).map(([w, n]) => `${w}x${n}`).join(',') };
+      return { statementMs, disk, waits: [...waits].sort((a, b) => b[1] - a[1]).map(([w, n]) => `${w}x${n}`).join(',') };
     },
   };
 }
@@ -224,6 +232,12 @@ interface Run {
   /** dg: the backup step's CREATE DATABASE statement on the server (20 Hz polls), and its wait events (samples). */
   copyStatementMs?: number;
   copyWaits?: string;
+  /** What the disk did during each copy: the raw one before, the backup's, the raw one after. */
+  rawDisk?: DiskWindow;
+  copyDisk?: DiskWindow;
+  rawAfterDisk?: DiskWindow;
+  /** How long the run waited for a quiet disk before it started. */
+  quietWaitMs?: number;
   workerPeakRss?: number;
   /** VmHWM once the worker serves, before the upgrade: what its start cost. */
   workerStartRss?: number;
@@ -240,7 +254,7 @@ const stepsOf = (status: any, names?: readonly string[]): Record<string, number>
   );
 
 async function dgUpgradeRun(temporal: TestTemporal, label: string, template: string): Promise<Run> {
-  const { d, rawCopyMs } = await deploymentFrom(temporal, label, template);
+  const { d, rawCopyMs, rawDisk } = await deploymentFrom(temporal, label, template);
   let workerPid: number | undefined;
   let sampler: ReturnType<typeof startChildSampler> | undefined;
   let run: Omit<Run, 'workerPeakRss' | 'childPeaks' | 'workerStartRss' | 'workerCodeOrigin'> | undefined;
@@ -281,21 +295,25 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
     }
     // The raw floor once more, after: the same database (the swapped-back frozen copy), the app stopped.
     let rawAfterMs: number | undefined;
+    let rawAfterDisk: DiskWindow | undefined;
     const rawAfter = `${d.db.name}_rawafter`;
     try {
       await d.stopRuntime();
       rawAfterMs = await admin(async (c) => {
         await c.query('CHECKPOINT');
+        const disk = diskWindow();
         const t0 = performance.now();
         await c.query(`CREATE DATABASE "${rawAfter}" TEMPLATE "${d.db.name}" STRATEGY FILE_COPY`);
-        return Math.round(performance.now() - t0);
+        const ms = Math.round(performance.now() - t0);
+        rawAfterDisk = disk.stop();
+        return ms;
       });
     } catch (err) {
       process.stderr.write(`# raw FILE_COPY after the rollback failed: ${(err as Error).message}\n`);
     } finally {
       await admin((c) => c.query(`DROP DATABASE IF EXISTS "${rawAfter}" WITH (FORCE)`)).catch(() => {});
     }
-    run = { downtime: upDown.downtime, failedProbes: upDown.failed, total, rawCopyMs, rawAfterMs, rollbackDowntime, rollbackTotal, steps, rollbackSteps, copyStatementMs: copy.statementMs, copyWaits: copy.waits };
+    run = { downtime: upDown.downtime, failedProbes: upDown.failed, total, rawCopyMs, rawAfterMs, rollbackDowntime, rollbackTotal, steps, rollbackSteps, copyStatementMs: copy.statementMs, copyWaits: copy.waits, rawDisk, copyDisk: copy.disk, rawAfterDisk };
   } finally {
     // Right before dispose: the worker's peak RSS over its whole life (upgrade and rollback).
     workerPeakRss = peakRssBytes(workerPid);
@@ -309,7 +327,7 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
 }
 
 async function baselineRun(temporal: TestTemporal, label: string, template: string, dumpOnline: '' | '1'): Promise<Run> {
-  const { d, rawCopyMs } = await deploymentFrom(temporal, label, template);
+  const { d, rawCopyMs, rawDisk } = await deploymentFrom(temporal, label, template);
   const newPidfile = path.join(d.dir, 'baseline.pid');
   try {
     setProfilePath(d.profilePath);
@@ -350,7 +368,7 @@ async function baselineRun(temporal: TestTemporal, label: string, template: stri
       .map((m) => ({ at: Number(m[1]), phase: m[2]! }));
     const steps: Record<string, number> = {};
     for (let i = 0; i + 1 < marks.length; i++) steps[marks[i]!.phase] = marks[i + 1]!.at - marks[i]!.at;
-    return { downtime: down.downtime, failedProbes: down.failed, total, rawCopyMs, steps };
+    return { downtime: down.downtime, failedProbes: down.failed, total, rawCopyMs, rawDisk, steps };
   } finally {
     if (existsSync(newPidfile)) {
       const pid = Number(readFileSync(newPidfile, 'utf8'));
@@ -412,7 +430,9 @@ try {
       // Interleaved, the order rotating per pair (dg/guide/online, guide/online/dg, ...), so a drift of the machine hits all alike.
       const order = KINDS.map((_, k) => KINDS[(k + i) % KINDS.length]!);
       for (const which of order) {
-        const r = await runOf(which, temporal, `b${which.slice(0, 2)}${size}x${i}`, gold);
+        // Every run starts on a quiet disk: a DROP DATABASE of gigabytes or a dump leaves writeback going for seconds.
+        const quietWaitMs = await waitForQuietDisk();
+        const r = { ...(await runOf(which, temporal, `b${which.slice(0, 2)}${size}x${i}`, gold)), quietWaitMs };
         row.runs[which].push(r);
         process.stderr.write(
           `# ${size} MiB pair ${i + 1} ${which}: downtime ${r.downtime} ms (${r.failedProbes} failed probes), total ${r.total} ms, raw FILE_COPY ${r.rawCopyMs} ms${r.rawAfterMs !== undefined ? ` (after the rollback ${r.rawAfterMs} ms)` : ''}` +
@@ -420,6 +440,9 @@ try {
             `  [${fmtSteps(r.steps)}]` +
             (r.rollbackSteps ? `  rollback [${fmtSteps(r.rollbackSteps)}]` : '') +
             (r.copyWaits !== undefined ? `  backup's CREATE DATABASE ${r.copyStatementMs ?? '?'} ms {${r.copyWaits}}` : '') +
+            `  disk: waited ${r.quietWaitMs} ms for quiet; raw copy: ${describeDiskWindow(r.rawDisk)}` +
+            (r.copyDisk ? `; backup's copy: ${describeDiskWindow(r.copyDisk)}` : '') +
+            (r.rawAfterDisk ? `; raw copy after: ${describeDiskWindow(r.rawAfterDisk)}` : '') +
             (r.workerPeakRss !== undefined ? `  worker VmHWM ${MB(r.workerPeakRss).toFixed(1)} MB (${r.workerStartRss !== undefined ? MB(r.workerStartRss).toFixed(1) : '?'} MB once serving; code from ${r.workerCodeOrigin ?? '?'})` : '') +
             (r.childPeaks?.size ? `  children peak RSS MB {${[...r.childPeaks].map(([n, b]) => `${n}=${MB(b).toFixed(1)}`).join(' ')}}` : '') +
             '\n',

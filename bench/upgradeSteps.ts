@@ -5,9 +5,9 @@
  */
 import { createE2eDeployment } from '../test/support/e2e.js';
 import { startTestTemporal } from '../test/support/temporal.js';
+import { median } from './support/stats.js';
 
 const runs = Number(process.argv[2] ?? 3);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const temporal = await startTestTemporal();
 const perStep = new Map<string, number[]>();
