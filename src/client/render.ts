@@ -2,6 +2,7 @@ import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../dom
 import { renderProgress } from './progress.js';
 import { isUnreleased } from '../domain/releaseNotesParser.js';
 import { terminalSafe } from './terminalText.js';
+import type { NotificationFailure } from '../domain/notification.js';
 
 /** One field from a signal or another untrusted source, escaped so it stays inside its line. */
 const field = (v: unknown) => terminalSafe(v);
@@ -97,7 +98,13 @@ export function renderStatus(status: UpgradeStatus): string {
   if (status.rollback?.asideDatabase) lines.push(`  upgraded database kept as: ${status.rollback.asideDatabase}`);
   if (status.smoke) lines.push(renderSmoke(status.smoke, '  smoke checks'));
   for (const ignored of status.ignoredSignals) lines.push(`  ignored signal: ${field(ignored)}`);
+  lines.push(...renderNotificationFailures(status));
   return lines.join('\n');
+}
+
+/** Webhook deliveries that failed after their retries (the run went on without them). */
+export function renderNotificationFailures(status: UpgradeStatus & { notificationFailures?: NotificationFailure[] }): string[] {
+  return (status.notificationFailures ?? []).map((f) => `  ! notification not delivered: ${field(f.event)} to webhook ${field(f.webhook)}: ${field(f.error)}`);
 }
 
 /** One line per step state change, with the time since the follow began. */

@@ -50,6 +50,8 @@ export interface NotificationFacts {
   summary: string;
   waitingFor?: string;
   planHash?: string;
+  /** needs-operator at the data-loss gate: the events a restore would discard (what `accept-data-loss --events` must name). */
+  eventsAfterBackup?: number;
   /** window-waiting / window-opened: the window, e.g. "2025-03-30 22:00..23:00 (Europe/Berlin)". */
   window?: string;
   /** When the event happened, in workflow time (ISO 8601). */
@@ -101,6 +103,7 @@ export function notificationFacts(
     summary,
     ...(status.waitingFor ? { waitingFor: status.waitingFor } : {}),
     ...(status.planHash && (event === 'awaiting-approval' || event === 'window-waiting') ? { planHash: status.planHash } : {}),
+    ...(event === 'needs-operator' && status.phase === 'awaiting-data-loss-approval' && status.dataLoss ? { eventsAfterBackup: status.dataLoss.eventsAfterBackup } : {}),
     ...(extra.window ? { window: extra.window } : {}),
     at: run.at.toISOString(),
   };
@@ -137,6 +140,10 @@ export function headline(f: NotificationFacts): string {
     case 'rolled-back':
       return f.operation === 'upgrade' ? `dg-upgrade: ${w} failed and was rolled back` : `dg-upgrade: ${w} done`;
     case 'needs-operator':
+      if (f.eventsAfterBackup !== undefined) {
+        return `dg-upgrade: ${w} needs an operator: a restore would discard ${f.eventsAfterBackup} events written after the backup; accept: dg-upgrade accept-data-loss ${f.deployment} --events ${f.eventsAfterBackup}, or: dg-upgrade abandon ${f.deployment}`;
+      }
+      if (f.phase === 'rollback-blocked') return `dg-upgrade: ${w} is blocked and needs an operator: dg-upgrade retry ${f.deployment}, or: dg-upgrade abandon ${f.deployment}`;
       return `dg-upgrade: ${w} needs an operator${f.waitingFor ? `: ${clip(f.waitingFor, 200)}` : ''}`;
     case 'backup-unverified':
       return `dg-upgrade: ${w}: THE PRE-UPGRADE BACKUP IS NOT VERIFIED`;

@@ -105,3 +105,19 @@ export async function notifyEnd(status: OperationStatus, opts: { standalone: boo
   for (const event of terminalEvents(status, opts)) notify(status, event);
   if (state.enabled) await state.chain;
 }
+
+/**
+ * Awaits a run's body, then sends its last notifications (from how it ended) and waits for them,
+ * whether the body returned or threw.
+ */
+export async function withEndNotifications<T>(status: OperationStatus, standalone: boolean, body: Promise<T>): Promise<T> {
+  let value: T;
+  try {
+    value = await body;
+  } catch (err) {
+    await notifyEnd(status, { standalone, threw: true });
+    throw err;
+  }
+  await notifyEnd(status, { standalone });
+  return value;
+}

@@ -13,6 +13,7 @@ import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './sig
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
+import { notify, withEndNotifications } from './notifications.js';
 import {
   FAILURE_TYPES,
   ROLLBACK_STEPS,
@@ -132,6 +133,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
         if (abandonAsked() && patched(RECOUNT_AT_SWAP)) throw err;
         const reason = causeOf(err);
         setPhase('rollback-blocked', `rollback step ${name} failed: ${reason}`, 'signal "retry" (runs the step again) or "abandon"');
+        notify(status, 'needs-operator');
         operatorAction = undefined;
         await condition(() => operatorAction !== undefined);
         if (operatorAction!.kind === 'abandon') throw abandoned();
@@ -141,7 +143,8 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
   };
 
   // A rollback is itself the compensation: cancelling it would leave the install half-restored.
-  return CancellationScope.nonCancellable(async () => {
+  // Its ending is notified by the upgrade when it runs as one's child.
+  return withEndNotifications(status, info.parent === undefined, CancellationScope.nonCancellable(async () => {
     // Bad input (no such backup, unknown ref) fails at once, before anything is touched.
     const manifest: BackupManifest = await (patched(WHOLE_DATABASE_TIMEOUTS) ? long : quick).selectBackup(deployment, input.backupId);
     report.backupId = manifest.id;
@@ -179,6 +182,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
           `a restore would discard ${loss.count} events written after the backup (log_seq ${loss.backupMaxLogSeq + 1}..${loss.maxLogSeq}); they stay in the database set aside`,
           `signal "acceptDataLoss" with {"by": "<you>", "events": ${loss.count}}, or "abandon"`,
         );
+        notify(status, 'needs-operator');
         await condition(() => accepted !== undefined || operatorAction?.kind === 'abandon');
         if (!accepted) throw abandoned();
         status.dataLoss.acceptedBy = accepted.by;
@@ -225,6 +229,7 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
             }`,
             `signal "acceptDataLoss" with {"by": "<you>", "events": ${found.count}}, or "abandon"${holdAside ? ' (renames the live database back)' : ''}`,
           );
+          notify(status, 'needs-operator');
           await condition(() => accepted !== undefined || operatorAction?.kind === 'abandon');
           const acceptance = acceptedNow();
           if (!acceptance) {
@@ -280,5 +285,5 @@ export async function rollback(input: RollbackInput): Promise<RollbackReport> {
     );
     report.summary = status.summary;
     return report;
-  });
+  }));
 }

@@ -20,6 +20,7 @@ import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
+import { notify, notifyEnd } from './notifications.js';
 import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './signalFields.js';
 import {
   BAD_INPUT_TYPES,
@@ -181,6 +182,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         return undefined;
       }
       setPhase('awaiting-approval', `${from} -> ${to} waiting for approval of plan ${status.planHash}`, `signal "approve" with planHash ${status.planHash}, or "reject"`);
+      notify(status, 'awaiting-approval');
       const decided = await condition(() => status.decision !== undefined, inspection!.approval.timeoutMs);
       if (!decided) status.decision = { kind: 'timed-out', at: new Date().toISOString() };
       if (status.decision!.kind !== 'approved') {
@@ -328,11 +330,13 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         'free the space or fix the cause, then take a backup (dg-upgrade backup) or roll back',
       );
       backupUnverified = ApplicationFailure.create({ message: status.summary, type: FAILURE_TYPES.backupUnverified, nonRetryable: true, details: [result()] });
+      await notifyEnd(status);
       throw backupUnverified;
     }
     status.outcome = 'succeeded';
     const moved = status.tagMoved ? `; tag ${status.tagMoved.tag} moved to ${status.tagMoved.currentSha.slice(0, 12)} after the plan: deployed the planned commit ${sha.slice(0, 12)}` : '';
     setPhase('succeeded', `upgraded ${from} -> ${to}; all ${status.smoke!.checks.length} smoke checks passed${moved}`);
+    await notifyEnd(status);
     return result();
   } catch (err) {
     if (backupUnverified && err === backupUnverified) throw err;
@@ -436,16 +440,19 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     if (cancelled) {
       status.outcome = status.rollback ? 'rolled-back' : 'aborted';
       setPhase(status.rollback ? 'rolled-back' : 'aborted', `${fromTo} cancelled at ${status.error.step}; ${oldStopped || status.rollback ? putBack : 'nothing changed'}`);
+      await notifyEnd(status);
       throw err;
     }
     if (type === FAILURE_TYPES.rejected) {
       status.outcome = 'rejected';
       setPhase('rejected', `${fromTo} not approved (${status.error.message}); nothing changed`);
+      await notifyEnd(status);
       return result();
     }
     status.outcome = (status.rollback || status.rebuild) && !compensationError ? 'rolled-back' : 'failed';
     const failureClass = status.classification ? ` [failure class: ${status.classification.kind}, recovery: ${status.classification.path}]` : '';
     setPhase(status.outcome, `${fromTo} failed at ${status.error.step}: ${status.error.message.split('\n')[0]}${failureClass}; ${putBack}`);
+    await notifyEnd(status);
     throw ApplicationFailure.create({
       message: status.summary,
       type:
