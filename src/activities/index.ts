@@ -15,3 +15,4 @@ export { releaseValidate } from './releaseValidate.js';
 export { checkRollbackReady } from './rollbackCheck.js';
 export { checkBackupDir } from './backupDirCheck.js';
 export { webhookSubscriptions, sendNotification } from './notify.js';
+export { rehearsalCopy, rehearsalMigrate, rehearsalStart, rehearsalSmoke, rehearsalStop, rehearsalFileCopy, rehearsalCleanup, rehearsalSettings, listRehearsalCopies } from './rehearsal.js';

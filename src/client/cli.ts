@@ -163,6 +163,29 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  rehearse: {
+    summary: 'rehearse an upgrade on a copy of the live database while the app serves (migrations, start, smoke checks); changes nothing live',
+    usage: 'dg-upgrade rehearse --deployment D --to REF [--follow] [--json] [--profile FILE]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' }, follow: { type: 'boolean', short: 'f' }, by: { type: 'string' } },
+    examples: ['dg-upgrade rehearse --deployment prod --to v0.2.0', 'dg-upgrade rehearse -d prod --to v0.3.0 --json | jq .outcome.predictedDowntimeMs'],
+    async run(values) {
+      const { renderRehearsal, rehearsalResult, startRehearsal } = await import('./rehearse.js');
+      const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment to rehearse'));
+      const targetRef = requireFlag(values, 'to', 'the target tag or commit');
+      return withSession(async (session) => {
+        const handle = await startRehearsal(session, d, { deployment: d.name, targetRef, requestedBy: operatorName(values.by) });
+        if (!values.json) out(`Started ${handle.workflowId} (run ${handle.firstExecutionRunId})\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
+        const printer = new StepChangePrinter(values.json || !values.follow ? () => {} : out);
+        const watching = watchStatus(handle, (s) => printer.update(s)).catch(() => undefined);
+        const final = await rehearsalResult(handle);
+        await watching;
+        if (values.json) out(JSON.stringify({ exitCode: final.exitCode, workflowId: handle.workflowId, outcome: final.outcome, error: final.error?.message, hint: final.error?.hint }, null, 2));
+        else if (final.outcome) out(renderRehearsal(final.outcome));
+        if (final.error) err(errorText(final.error));
+        return final.exitCode;
+      });
+    },
+  },
   plan: {
     summary: 'preflight only: what an upgrade would do (refs, migrations, release notes); changes nothing',
     usage: 'dg-upgrade plan --deployment D --to REF [--json] [--profile FILE] [--allow-downgrade]',

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { databaseUrlProblem } from './databaseUrl.js';
 import { SecretRefSchema } from './secrets.js';
+import { applyRehearsalView } from './rehearsalView.js';
 import { isValidTimeZone, parseHhmm, WEEKDAYS } from '../domain/maintenanceWindow.js';
 import { NOTIFICATION_EVENTS } from '../domain/notification.js';
 
@@ -212,6 +213,19 @@ export const DeploymentProfileSchema = z
     notifications: NotificationsSchema.optional(),
     /** Maintenance windows: `upgrade --window next` waits for one before it stops the old version. */
     maintenance: MaintenanceSchema.optional(),
+    /**
+     * The rehearsal before the approval (issue 21, README "Rehearsal"): `required` refuses a plan
+     * whose rehearsal failed, `advisory` shows it in capitals, `off` skips it. `keepCopyOnFailure`
+     * keeps the database copy of a failed rehearsal for a look; `stageTimeout` bounds each stage.
+     */
+    rehearsal: z
+      .object({
+        policy: z.enum(['required', 'advisory', 'off']).default('off'),
+        keepCopyOnFailure: z.boolean().default(false),
+        stageTimeout: positiveDuration('1s').default('30m'),
+      })
+      .strict()
+      .optional(),
     /** Allows `mix dg.release.validate`, which reseeds demo data: only for disposable demo installs. */
     disposableDemo: z.boolean().default(false),
   })
@@ -305,7 +319,7 @@ export function getDeployment(file: ProfileFile, name: string, source = 'the pro
     const known = Object.keys(file.deployments);
     throw new ProfileError(`unknown deployment "${name}" in ${source}; known: ${known.length ? known.join(', ') : '(none)'}`);
   }
-  return { name, stateDir: file.stateDir, profile };
+  return applyRehearsalView({ name, stateDir: file.stateDir, profile });
 }
 
 export function taskQueueForNode(node: string): string {

@@ -5,3 +5,4 @@ export { rollback } from './rollback.js';
 export { rebuildProjections } from './rebuildProjections.js';
 export * from './signals.js';
 export { releaseValidate } from './releaseValidate.js';
+export { rehearse } from './rehearse.js';
