@@ -137,3 +137,85 @@ test('profile: an unknown event is named with the valid ones; a plain URL, a dup
   assert.throws(() => parseProfileFile(profileWith({ webhooks: [{ name: 'a', url: { fromEnv: 'X' }, events: [] }] })), /webhooks\.0\.events: at least one event/);
   assert.throws(() => parseProfileFile(profileWith({ webhooks: [{ name: 'a', url: { fromEnv: 'X' }, events: ['failed'], secret: 'x' }] })), /secret/);
 });
+
+test('sendNotification: POSTs the body with its delivery ID; a non-2xx answer, a timeout or a refused connection fail naming the webhook, never its URL', async (t) => {
+  const { MockActivityEnvironment } = await import('@temporalio/testing');
+  const { sendNotification, webhookSubscriptions } = await import('../src/activities/notify.js');
+  const { setProfilePath } = await import('../src/activities/deployment.js');
+  const http = await import('node:http');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+
+  const got: Array<{ url: string; headers: Record<string, unknown>; body: any }> = [];
+  let answer = 204;
+  const server = http.createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c) => (raw += c));
+    req.on('end', () => {
+      got.push({ url: req.url!, headers: req.headers, body: JSON.parse(raw) });
+      if (answer === 0) return; // never answers
+      res.writeHead(answer).end('echo of a token would be here');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dgu-notify-'));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+    delete process.env.DGU_TEST_HOOK;
+    delete process.env.TEMPORAL_UI_URL;
+  });
+  const token = 'T0K-5ecret-path-token';
+  const profile = profileWith({
+    webhooks: [
+      { name: 'ops-chat', url: { fromEnv: 'DGU_TEST_HOOK' }, events: ['awaiting-approval', 'failed'], timeout: '300ms' },
+      { name: 'unset', url: { fromEnv: 'DGU_TEST_HOOK_UNSET' }, events: ['failed'] },
+    ],
+  });
+  const file = path.join(dir, 'profile.json');
+  writeFileSync(file, JSON.stringify(profile));
+  setProfilePath(file);
+  process.env.DGU_TEST_HOOK = `http://127.0.0.1:${port}/hooks/${token}`;
+  process.env.TEMPORAL_UI_URL = 'http://ui.example:8233';
+  const env = new MockActivityEnvironment();
+  const facts = notificationFacts(upgradeStatus(), 'awaiting-approval', run);
+
+  assert.deepEqual(await env.run(webhookSubscriptions, 'prod'), [
+    { name: 'ops-chat', events: ['awaiting-approval', 'failed'] },
+    { name: 'unset', events: ['failed'] },
+  ]);
+
+  assert.deepEqual(await env.run(sendNotification, 'prod', 'ops-chat', facts), { status: 204 });
+  assert.equal(got[0]!.url, `/hooks/${token}`);
+  assert.equal(got[0]!.headers['idempotency-key'], facts.deliveryId);
+  assert.equal(got[0]!.body.deliveryId, facts.deliveryId);
+  assert.equal(got[0]!.body.link, `http://ui.example:8233/namespaces/default/workflows/dg-upgrade-prod/${run.runId}/history`);
+  assert.ok(!JSON.stringify(got[0]!.body).includes(token));
+
+  const failsWith = async (webhook: string, pattern: RegExp, retryable: boolean) => {
+    await assert.rejects(env.run(sendNotification, 'prod', webhook, facts), (err: any) => {
+      assert.match(err.message, pattern);
+      assert.ok(!err.message.includes(token) && !err.message.includes('127.0.0.1'), err.message);
+      assert.equal(err.nonRetryable, !retryable, err.message);
+      return true;
+    });
+  };
+  answer = 500;
+  await failsWith('ops-chat', /^webhook "ops-chat": the receiver answered HTTP 500 Internal Server Error$/, true);
+  answer = 0;
+  await failsWith('ops-chat', /^webhook "ops-chat": no answer within 300ms$/, true);
+  await failsWith('unset', /^webhook "unset": secret environment variable DGU_TEST_HOOK_UNSET is not set/, false);
+  await failsWith('gone', /^webhook "gone" is no longer in the profile of deployment "prod"$/, false);
+  process.env.DGU_TEST_HOOK = 'hooks.example.com/T0K-5ecret-path-token';
+  await failsWith('ops-chat', /^webhook "ops-chat": the URL in environment variable DGU_TEST_HOOK is not an http:\/\/ or https:\/\/ URL$/, false);
+  // A port nobody listens on (the receiver's own has a pooled connection the client may reuse).
+  const closed = http.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const closedPort = (closed.address() as { port: number }).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  process.env.DGU_TEST_HOOK = `http://127.0.0.1:${closedPort}/hooks/${token}`;
+  await failsWith('ops-chat', /^webhook "ops-chat": cannot reach the receiver \(ECONNREFUSED\)$/, true);
+});

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { NOTIFICATION_EVENTS } from '../src/domain/notification.js';
 import { assertNoSecrets, createRunningDeployment, editProfile, historyText, type E2eDeployment } from './support/e2e.js';
 import { followAcceptingDataLoss } from './support/liveRun.js';
@@ -122,8 +123,11 @@ describe('receiver up', () => {
     await d?.dispose();
   });
 
+  let firstBackup: string;
+
   test('an approval-gated upgrade: awaiting-approval, then succeeded, once each, with a chat-readable text and the run link', async () => {
     const run = await approvalGatedUpgrade(d, receiver);
+    firstBackup = run.status.backup.id;
     assert.equal(run.exitCode, 0, JSON.stringify(run.status).slice(0, 1000));
     assert.equal(run.status.outcome, 'succeeded');
     reference.approved = { exitCode: run.exitCode, outcome: run.status.outcome, phase: run.status.phase };
@@ -170,10 +174,37 @@ describe('receiver up', () => {
     assert.match(rolledBack.text, new RegExp(`^dg-upgrade: ${d.name} upgrade v0\\.2\\.0 -> v0\\.2\\.1 failed and was rolled back\\n.*failed at migrate: .*rolled back to v0\\.2\\.0`));
   });
 
+  test('a standalone rollback to v0.1.0: needs-operator at the data-loss gate, then rolled-back', async () => {
+    // One event after the first upgrade's backup: the restore would discard it, so the gate asks.
+    const client = new pg.Client({ connectionString: d.databaseUrl });
+    await client.connect();
+    try {
+      await client.query(`INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload) VALUES ('default', 'trace-late', 'trace.started', '{}')`);
+    } finally {
+      await client.end();
+    }
+    const before = receiver.received.length;
+    const started = await d.cli(['rollback', '--deployment', d.name, '--backup', firstBackup, '--json']);
+    assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+    const run = await followAcceptingDataLoss(d, { workflowId: JSON.parse(started.stdout).workflowId });
+    assert.equal(run.exitCode, 0, JSON.stringify(run.status).slice(0, 1000));
+    assert.equal(run.status.outcome, 'rolled-back');
+    assert.equal(run.asked.length, 1);
+    const events = receiver.received.slice(before).map((r) => r.body);
+    assert.deepEqual(events.map((b) => `${b.operation}:${b.event}`), ['rollback:needs-operator', 'rollback:rolled-back']);
+    const n = run.asked[0];
+    assert.equal(events[0].eventsAfterBackup, n);
+    assert.equal(
+      events[0].text.split('\n')[0],
+      `dg-upgrade: ${d.name} rollback to v0.1.0 needs an operator: a restore would discard ${n} events written after the backup; accept: dg-upgrade accept-data-loss ${d.name} --events ${n}, or: dg-upgrade abandon ${d.name}`,
+    );
+    assert.match(events[1].text, new RegExp(`^dg-upgrade: ${d.name} rollback to v0\\.1\\.0 done\\nrolled back to v0\\.1\\.0: backup ${firstBackup} restored`));
+  });
+
   test('once each: no delivery twice; no body holds the webhook URL, its token or a secret of the profile', async () => {
     const ids = receiver.received.map((r) => r.body.deliveryId);
     assert.equal(new Set(ids).size, ids.length, `duplicate deliveries: ${ids.join(', ')}`);
-    assert.equal(receiver.received.length, 4);
+    assert.equal(receiver.received.length, 6);
     for (const r of receiver.received) {
       assert.ok(!r.raw.includes(webhook.url) && !r.raw.includes(webhook.token), `a body holds the webhook URL: ${r.raw}`);
     }

@@ -55,9 +55,9 @@ async function deliver(status: StatusWithNotifications, state: Notifier, facts: 
     if (!state.subscriptions) {
       try {
         state.subscriptions = await notifications.webhookSubscriptions(status.deployment);
-      } catch (err) {
-        // Asked again at the next event: the profile may be fixed by then.
-        recordFailure(status, { webhook: '(profile)', event: facts.event, deliveryId: facts.deliveryId, error: causeOf(err) });
+      } catch {
+        // Only an unreadable or invalid profile fails this, and the run reports that itself
+        // (listing it once more per event would be noise). Asked again at the next event.
         return;
       }
     }
