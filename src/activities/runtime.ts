@@ -11,7 +11,7 @@ import { deploymentOf, runtimeEnv, secretValues } from './deployment.js';
 import { runCommand } from './exec.js';
 import { failpoint } from './failpoints.js';
 import { beamDirOf, currentDirOf, currentLinkOf, otpReleaseBinOf, otpReleaseDirOf } from './layout.js';
-import { isInTreeOf, listenSocketsOn, pidsHoldingSockets, processFacts, rootForms, runsFrom, type ProcessFacts } from './listeners.js';
+import { isInTreeOf, listenSocketsOn, pidsHoldingSockets, processFacts, procStat, rootForms, runsFrom, type ProcessFacts } from './listeners.js';
 
 /** What the process adapter records about the runtime it started. */
 interface RuntimeRecord {
@@ -50,22 +50,6 @@ function pidfileOf(d: ResolvedDeployment): string {
 function readRecord(d: ResolvedDeployment): RuntimeRecord | undefined {
   try {
     return JSON.parse(readFileSync(pidfileOf(d), 'utf8')) as RuntimeRecord;
-  } catch {
-    return undefined;
-  }
-}
-
-interface ProcStat {
-  state: string;
-  startTime: string;
-}
-
-/** State and start time from /proc/<pid>/stat; the command name may hold spaces and parens. */
-function procStat(pid: number): ProcStat | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0]!, startTime: fields[19]! };
   } catch {
     return undefined;
   }

@@ -23,6 +23,7 @@ import {
   type Session,
 } from './operations.js';
 import { formatBytes, renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
+import { WINDOW_OPTION_HELP, WINDOW_OPTIONS, windowInput } from './windowFlags.js';
 import type { ResolvedDeployment } from '../config/profile.js';
 import type { UpgradeStatus } from '../domain/types.js';
 
@@ -136,15 +137,16 @@ const commands: Record<string, Command> = {
   },
   upgrade: {
     summary: 'start an upgrade; shows the plan, approves it with --yes, follows it with --follow',
-    usage: 'dg-upgrade upgrade --deployment D --to REF [--yes] [--follow] [--json] [--profile FILE] [--by NAME] [--allow-downgrade]',
-    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, follow: { type: 'boolean', short: 'f' }, by: { type: 'string' }, comment: { type: 'string' }, 'allow-downgrade': { type: 'boolean' } },
-    examples: ['dg-upgrade upgrade --deployment prod --to v0.2.0            # show the plan; approve later', 'dg-upgrade upgrade --deployment prod --to v0.2.0 --yes --follow', 'dg-upgrade upgrade -d prod --to v0.2.0 --yes --json'],
+    usage: 'dg-upgrade upgrade --deployment D --to REF [--yes] [--follow] [--json] [--profile FILE] [--by NAME] [--allow-downgrade] [--window next | --not-before TIME [--window-length DURATION]]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' }, yes: { type: 'boolean', short: 'y' }, follow: { type: 'boolean', short: 'f' }, by: { type: 'string' }, comment: { type: 'string' }, 'allow-downgrade': { type: 'boolean' }, ...WINDOW_OPTIONS },
+    examples: ['dg-upgrade upgrade --deployment prod --to v0.2.0            # show the plan; approve later', 'dg-upgrade upgrade --deployment prod --to v0.2.0 --yes --follow', 'dg-upgrade upgrade -d prod --to v0.2.0 --yes --json', 'dg-upgrade upgrade -d prod --to v0.2.0 --window next --yes   # approved now, stops in the next maintenance window', 'dg-upgrade upgrade -d prod --to v0.2.0 --not-before 2026-12-01T22:00:00+01:00 --window-length 1h'],
     async run(values) {
       const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment to upgrade'));
       const targetRef = requireFlag(values, 'to', 'the target tag or commit');
+      const window = windowInput(values, d);
       const by = operatorName(values.by);
       return withSession(async (session) => {
-        const handle = await startUpgrade(session, d, { deployment: d.name, targetRef, requestedBy: by, ...(values['allow-downgrade'] ? { allowDowngrade: true } : {}) });
+        const handle = await startUpgrade(session, d, { deployment: d.name, targetRef, requestedBy: by, ...(values['allow-downgrade'] ? { allowDowngrade: true } : {}), ...window });
         const link = workflowUiLink(session.settings, handle.workflowId);
         if (!values.json) out(`Started ${handle.workflowId} (run ${handle.firstExecutionRunId})\nTemporal UI: ${link}`);
         const planned = await watchStatus(handle, () => {}, (s) => s.phase === 'awaiting-approval' || s.decision !== undefined);
@@ -188,14 +190,14 @@ const commands: Record<string, Command> = {
   },
   plan: {
     summary: 'preflight only: what an upgrade would do (refs, migrations, release notes); changes nothing',
-    usage: 'dg-upgrade plan --deployment D --to REF [--json] [--profile FILE] [--allow-downgrade]',
-    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' }, 'allow-downgrade': { type: 'boolean' } },
+    usage: 'dg-upgrade plan --deployment D --to REF [--json] [--profile FILE] [--allow-downgrade] [--window next | --not-before TIME [--window-length DURATION]]',
+    options: { ...common, ...profileOpt, deployment: { type: 'string', short: 'd' }, to: { type: 'string' }, 'allow-downgrade': { type: 'boolean' }, ...WINDOW_OPTIONS },
     examples: ['dg-upgrade plan --deployment prod --to v0.2.0', 'dg-upgrade plan -d prod --to v0.3.0 --json | jq .plan.pendingMigrations'],
     async run(values) {
       const d = loadDeployment(values.profile, requireFlag(values, 'deployment', 'the deployment'));
       const targetRef = requireFlag(values, 'to', 'the target tag or commit');
       return withSession(async (session) => {
-        const result = await runPlan(session, d, targetRef, { allowDowngrade: values['allow-downgrade'] === true });
+        const result = await runPlan(session, d, targetRef, { allowDowngrade: values['allow-downgrade'] === true, ...windowInput(values, d) });
         out(values.json ? JSON.stringify(result, null, 2) : renderPlan(result.plan, result.planHash));
         return EXIT.ok;
       });
@@ -557,6 +559,7 @@ const OPTION_HELP: Record<string, string> = {
   events: 'the number of events the rollback would discard, as status reports it',
   verify: "check each backup against its manifest and with pg_restore --list",
   'allow-downgrade': 'go to an older version on purpose: the plan lists the migrations it does not know (refused without it)',
+  ...WINDOW_OPTION_HELP,
   state: 'running, completed, failed, canceled, terminated or timed_out',
   limit: 'at most this many runs (a positive integer; default 20)',
   json: 'machine-readable output on stdout',

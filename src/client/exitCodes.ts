@@ -5,7 +5,7 @@ export const EXIT = {
   failed: 1,
   /** Usage: unknown command or flag, missing or malformed option. Nothing changed. */
   badInput: 2,
-  /** Rejected by an operator, approval timed out, or cancelled before cutover. Nothing changed. */
+  /** Rejected by an operator, approval timed out, cancelled before cutover, or no maintenance window held the predicted downtime. Nothing changed. */
   rejected: 3,
   /** Another operation already runs on this deployment. */
   conflict: 4,
@@ -49,7 +49,7 @@ export const EXIT_CODE_TABLE: ReadonlyArray<readonly [number, string]> = [
   [EXIT.ok, 'success'],
   [EXIT.failed, 'the operation failed and the deployment was put back (old version restarted, rolled back, or projections rebuilt)'],
   [EXIT.badInput, 'usage: unknown command or flag, a flag given twice, an unexpected argument, missing or malformed option'],
-  [EXIT.rejected, 'rejected, approval timed out, or cancelled before cutover; nothing changed'],
+  [EXIT.rejected, 'rejected, approval timed out, cancelled before cutover, or no maintenance window could hold the predicted downtime; nothing changed'],
   [EXIT.conflict, 'another operation is already running on this deployment'],
   [EXIT.unavailable, 'Temporal is unreachable or has no such namespace, or no worker answers the status query within 10 s (the worker is down; the run waits and loses nothing)'],
   [EXIT.notFound, 'no such workflow run'],

@@ -151,11 +151,11 @@ export async function startOperation(
   }
 }
 
-export async function runPlan(session: Session, d: ResolvedDeployment, targetRef: string, opts: { allowDowngrade?: boolean } = {}): Promise<PlanResult> {
+export async function runPlan(session: Session, d: ResolvedDeployment, targetRef: string, opts: Pick<UpgradeInput, 'allowDowngrade' | 'window' | 'notBefore' | 'windowLength'> = {}): Promise<PlanResult> {
   const handle = await session.client.workflow.start('planUpgrade', {
     taskQueue: taskQueueForNode(d.profile.node),
     workflowId: `dg-upgrade-plan-${d.name}-${Date.now()}`,
-    args: [{ deployment: d.name, targetRef, ...(opts.allowDowngrade ? { allowDowngrade: true } : {}) }],
+    args: [{ deployment: d.name, targetRef, ...opts, ...(opts.allowDowngrade ? { allowDowngrade: true } : { allowDowngrade: undefined }) }],
     staticSummary: `plan ${d.name} -> ${targetRef} (read-only)`,
     workflowExecutionTimeout: '10 minutes',
   });

@@ -1,6 +1,7 @@
 import type { SmokeReport, StepStatus, UpgradePlan, UpgradeStatus } from '../domain/types.js';
 import { renderProgress } from './progress.js';
 import { isUnreleased } from '../domain/releaseNotesParser.js';
+import { describePlannedWindow, formatSpan, windowLabel } from '../domain/maintenanceWindow.js';
 import { terminalSafe } from './terminalText.js';
 import type { NotificationFailure } from '../domain/notification.js';
 
@@ -41,6 +42,9 @@ export function renderPlan(plan: UpgradePlan, hash: string): string {
   if (plan.requiredActions.length) lines.push('  REQUIRED ACTIONS (approving acknowledges them):', ...plan.requiredActions.map((a) => `    ! ${a}`));
   if (plan.warnings?.length) lines.push('  WARNINGS:', ...plan.warnings.map((w) => `    ! ${w}`));
   if (plan.checks?.length) lines.push('  checked:', ...plan.checks.map((c) => `    ✓ ${c}`));
+  if (plan.window) {
+    lines.push(`  window    ${plan.window.kind === 'one-off' ? 'one-off ' : ''}${describePlannedWindow(plan.window)}; predicted downtime ${formatSpan(plan.window.predictedDowntimeMs)}${plan.window.predictedDowntimeFrom === 'rehearsal' ? ' (measured by the rehearsal)' : ''}; too little left: ${plan.window.kind === 'one-off' ? 'end' : plan.window.whenTooShort}`);
+  }
   lines.push('  steps:', ...plan.steps.map((s, i) => `    ${i + 1}. ${s}`));
   return lines.join('\n');
 }
@@ -85,6 +89,7 @@ export function renderStatus(status: UpgradeStatus): string {
   const lines = [`${status.workflowId}  ${status.operation}  phase: ${status.phase}`, `  ${field(status.summary)}`];
   lines.push(...renderTarget(status));
   if (status.waitingFor) lines.push(`  waiting for: ${field(status.waitingFor)}`);
+  lines.push(...renderWindow(status));
   lines.push(renderSteps(status.steps));
   lines.push(...renderProgress(status.progress));
   if (status.decision) lines.push(`  decision: ${status.decision.kind}${status.decision.by ? ` by ${field(status.decision.by)}` : ''}${status.decision.comment ? ` (${field(status.decision.comment)})` : ''}`);
@@ -105,6 +110,14 @@ export function renderStatus(status: UpgradeStatus): string {
 /** Webhook deliveries that failed after their retries (the run went on without them). */
 export function renderNotificationFailures(status: UpgradeStatus & { notificationFailures?: NotificationFailure[] }): string[] {
   return (status.notificationFailures ?? []).map((f) => `  ! notification not delivered: ${field(f.event)} to webhook ${field(f.webhook)}: ${field(f.error)}`);
+}
+
+/** The run's maintenance window: the one it waits for, or stopped in. */
+export function renderWindow(status: UpgradeStatus): string[] {
+  const w = status.window;
+  if (!w) return [];
+  const label = windowLabel({ start: Date.parse(w.start), end: Date.parse(w.end), timeZone: w.timeZone });
+  return [`  window: ${status.phase === 'waiting-for-window' ? `waiting for window ${label}` : label}${w.note ? ` (passed over: ${field(w.note)})` : ''}`];
 }
 
 /** One line per step state change, with the time since the follow began. */

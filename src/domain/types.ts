@@ -43,8 +43,8 @@ export interface PlannedWindow {
   timeZone?: string;
   /** The downtime the window must still hold when the stop starts. */
   predictedDowntimeMs: number;
-  /** Where that figure comes from: the profile's maintenance.predictedDowntime (or its default). */
-  predictedDowntimeFrom: 'profile';
+  /** Where that figure comes from: the profile's maintenance.predictedDowntime (or its default), or a rehearsal's measurement. */
+  predictedDowntimeFrom: 'profile' | 'rehearsal';
   whenTooShort: 'next-window' | 'end';
 }
 

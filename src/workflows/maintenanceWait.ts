@@ -56,10 +56,17 @@ export function windowInputProblem(input: UpgradeInput): string | undefined {
   return undefined;
 }
 
-/** The plan's window: the profile's windows or the one-off window, with the downtime they must hold. */
-export function plannedWindow(input: UpgradeInput, deployment: string, maintenance: MaintenanceSettings | undefined, now: number): PlannedWindow {
+/**
+ * The plan's window: the profile's windows or the one-off window, with the downtime they must
+ * hold: a passed rehearsal's prediction (`rehearsedMs`) where there is one, else the profile's.
+ */
+export function plannedWindow(input: UpgradeInput, deployment: string, maintenance: MaintenanceSettings | undefined, now: number, rehearsedMs?: number): PlannedWindow {
   const settings = maintenance ?? { windows: [], predictedDowntimeMs: 300_000, whenTooShort: 'next-window' as const };
-  const common = { predictedDowntimeMs: settings.predictedDowntimeMs, predictedDowntimeFrom: 'profile' as const, whenTooShort: settings.whenTooShort };
+  const predicted =
+    rehearsedMs !== undefined && rehearsedMs > 0
+      ? { predictedDowntimeMs: rehearsedMs, predictedDowntimeFrom: 'rehearsal' as const }
+      : { predictedDowntimeMs: settings.predictedDowntimeMs, predictedDowntimeFrom: 'profile' as const };
+  const common = { ...predicted, whenTooShort: settings.whenTooShort };
   if (input.window === 'next') {
     if (!settings.windows.length) {
       throw badInput(`deployment "${deployment}" has no maintenance windows in its profile (maintenance.windows): add one (README, "Maintenance windows"), or start the upgrade with --not-before TIME, or without a window`);
@@ -86,7 +93,8 @@ function windowsOf(planned: PlannedWindow, now: number): WindowInstant[] {
 /** The plan's step that says what the wait does: inserted before "stop the old runtime". */
 export function windowPlanStep(planned: PlannedWindow): string {
   const fallback = planned.whenTooShort === 'end' || planned.kind === 'one-off' ? 'else end the run, nothing changed' : 'else wait for the next window';
-  return `wait for the maintenance window ${describePlannedWindow(planned)}; stop only if the predicted downtime ${formatSpan(planned.predictedDowntimeMs)} fits in what is left of it, ${fallback}`;
+  const from = planned.predictedDowntimeFrom === 'rehearsal' ? ' (measured by the rehearsal)' : '';
+  return `wait for the maintenance window ${describePlannedWindow(planned)}; stop only if the predicted downtime ${formatSpan(planned.predictedDowntimeMs)}${from} fits in what is left of it, ${fallback}`;
 }
 
 export function windowFields(w: WindowInstant): NonNullable<UpgradeStatus['window']> {
@@ -171,4 +179,10 @@ export function insertWindowStep(plan: UpgradePlan, steps: StepStatus[]): void {
     const at = steps.findIndex((s) => s.name === 'stopOld');
     steps.splice(at < 0 ? steps.length : at, 0, { name: 'window', state: 'pending' });
   }
+}
+
+/** A passed rehearsal's predicted downtime, where the plan carries one (issue 21's `plan.rehearsal`). */
+export function rehearsedDowntimeMs(plan: object): number | undefined {
+  const r = (plan as { rehearsal?: { passed?: boolean; predictedDowntimeMs?: number } }).rehearsal;
+  return r?.passed ? r.predictedDowntimeMs : undefined;
 }

@@ -1,5 +1,6 @@
 import { setCurrentDetails } from '@temporalio/workflow';
 import type { OperationStatus } from '../domain/types.js';
+import { windowLabel } from '../domain/maintenanceWindow.js';
 
 const ICON: Record<string, string> = { pending: '·', running: '▶', succeeded: '✓', failed: '✗', skipped: '–' };
 
@@ -18,6 +19,10 @@ export function publishUiDetails(status: OperationStatus): void {
     `- **summary:** ${status.summary}`,
   ];
   if (status.waitingFor) lines.push(`- **waiting for:** ${status.waitingFor}`);
+  if (status.window) {
+    const label = windowLabel({ start: Date.parse(status.window.start), end: Date.parse(status.window.end), timeZone: status.window.timeZone });
+    lines.push(`- **maintenance window:** ${status.phase === 'waiting-for-window' ? `waiting for window ${label}` : label}${status.window.note ? ` (passed over: ${status.window.note})` : ''}`);
+  }
   if (status.tagMoved) {
     const m = status.tagMoved;
     lines.push(`- **tag moved:** ${m.tag} points to ${m.currentSha.slice(0, 12)} since the plan; the planned commit ${m.plannedSha.slice(0, 12)} is deployed`);

@@ -20,6 +20,8 @@ import { approveSignal, rejectSignal, statusQuery } from './signals.js';
 import { phaseSetter, requireDeploymentLock, runKey, tagRun } from './operation.js';
 import { StepTracker } from './stepTracker.js';
 import { publishUiDetails } from './uiDetails.js';
+import { asksForWindow, insertWindowStep, MAINTENANCE_WINDOWS, plannedWindow, rehearsedDowntimeMs, waitForWindow, WINDOW_MISSED, windowFields, windowInputProblem } from './maintenanceWait.js';
+import { windowLabel } from '../domain/maintenanceWindow.js';
 import { notify, notifyEnd } from './notifications.js';
 import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './signalFields.js';
 import {
@@ -69,6 +71,10 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
   }
   const { deployment, targetRef } = input;
   const expectedId = requireDeploymentLock(deployment, 'upgrades', { allowChildOfLock: false });
+  // Asked only by a run that asks for a window: any other run issues the same commands as before.
+  const windowed = asksForWindow(input) && patched(MAINTENANCE_WINDOWS);
+  const windowProblem = windowed ? windowInputProblem(input) : undefined;
+  if (windowProblem) throw badInput(windowProblem);
 
   const steps = new StepTracker(UPGRADE_STEPS);
   const status: UpgradeStatus = {
@@ -163,6 +169,11 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
     });
 
     await steps.run('plan', async () => {
+      if (windowed) {
+        // In the plan, so the hash covers it: approving a plan approves when it may stop.
+        plan.window = plannedWindow(input, deployment, inspection!.maintenance, Date.now(), rehearsedDowntimeMs(plan));
+        insertWindowStep(plan, steps.list);
+      }
       status.plan = plan;
       status.planHash = planHash(patched(PLAN_HASH_WITHOUT_SIZE) ? approvedPart(plan) : plan);
       return undefined;
@@ -215,6 +226,39 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         await long.buildRelease(deployment, releaseDir);
         return undefined;
       });
+    }
+
+    if (windowed && plan.window) {
+      // Everything above left the live install alone; from here on it is touched: wait for the window.
+      try {
+        await steps.run('window', async () => {
+          const waited = await waitForWindow(plan.window!, {
+            waiting: (w, note) => {
+              status.window = { ...windowFields(w), ...(note ? { note } : {}) };
+              setPhase(
+                'waiting-for-window',
+                `${from} -> ${to}: ${note ? `${note}: ` : ''}waiting for window ${windowLabel(w)}${note ? ' instead' : ''} to stop ${from}`,
+                `window ${windowLabel(w)}; cancel ends the run with nothing changed`,
+              );
+              notify(status, 'window-waiting', { window: windowLabel(w) });
+            },
+            opened: (w) => {
+              status.window = windowFields(w);
+              notify(status, 'window-opened', { window: windowLabel(w) });
+            },
+          });
+          if ('missed' in waited) throw ApplicationFailure.create({ message: waited.missed, type: WINDOW_MISSED, nonRetryable: true });
+          return undefined;
+        });
+      } catch (err) {
+        if (failureTypeOf(err) !== WINDOW_MISSED) throw err;
+        steps.abandonRunning();
+        status.outcome = 'aborted';
+        status.error = { step: 'window', message: messageOf(err) };
+        setPhase('aborted', `${from} -> ${to} not started: ${messageOf(err)}; ${from} still serves, nothing changed`);
+        await notifyEnd(status);
+        return result();
+      }
     }
 
     // Flushes dirty buffers while the old version serves: the copy's own checkpoint is then short.
