@@ -49,7 +49,14 @@ export function databaseUrl(d: ResolvedDeployment): string {
 
 /** Every secret value of the deployment, to scrub from anything leaving an activity. */
 export function secretValues(d: ResolvedDeployment): string[] {
-  const refs = [d.profile.database.url, d.profile.smoke.readerToken, d.profile.smoke.adminToken, ...Object.values(d.profile.toolchain.secretEnv)];
+  const refs = [
+    d.profile.database.url,
+    d.profile.smoke.readerToken,
+    d.profile.smoke.adminToken,
+    ...Object.values(d.profile.toolchain.secretEnv),
+    // Webhook URLs carry tokens (a chat tool's incoming-webhook path is the credential).
+    ...(d.profile.notifications?.webhooks ?? []).map((w) => w.url),
+  ];
   const values: string[] = [];
   for (const ref of refs) {
     try {
