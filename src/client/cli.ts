@@ -23,6 +23,8 @@ import {
   type Session,
 } from './operations.js';
 import { formatBytes, renderPlan, renderSmoke, renderStatus, StepChangePrinter } from './render.js';
+import { queryStatus, START_WORKER_HINT } from './runQuery.js';
+import { cancelEffect, stepAt, withCancelRequest } from './cancelRequest.js';
 import { WINDOW_OPTION_HELP, WINDOW_OPTIONS, windowInput } from './windowFlags.js';
 import type { ResolvedDeployment } from '../config/profile.js';
 import type { UpgradeStatus } from '../domain/types.js';
@@ -97,9 +99,13 @@ function target(values: Record<string, any>, positionals: string[]): { deploymen
 async function follow(session: Session, workflowId: string, json: boolean): Promise<number> {
   const handle = session.client.workflow.getHandle(workflowId);
   const printer = new StepChangePrinter(json ? () => {} : out);
-  await watchStatus(handle, (s) => printer.update(s));
+  let noted = false;
+  await watchStatus(handle, (s) => printer.update(s), undefined, undefined, (why) => {
+    if (!noted) err(`dg-upgrade: waiting: ${why.message} (hint: ${why.hint})`);
+    noted = true;
+  });
   const final = await finalResult(handle);
-  const status = await readStatus(handle).catch(() => undefined);
+  const status = await readStatus(handle).then((s) => withCancelRequest(handle, s)).catch(() => undefined);
   if (json) out(JSON.stringify({ exitCode: final.exitCode, status, result: final.result, error: final.error?.message, hint: final.error?.hint, cause: final.error?.chain }, null, 2));
   else {
     if (status) out(renderStatus(status));
@@ -127,7 +133,7 @@ const commands: Record<string, Command> = {
         if (/connect|ECONNREFUSED|transport/i.test((e as Error).message)) throw new CliError(`cannot reach Temporal: ${(e as Error).message}`, EXIT.unavailable, 'start it, or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE');
         throw new CliError((e as Error).message, EXIT.badInput, 'see dg-upgrade worker --help');
       }
-      err(`dg-upgrade worker: workflow code build ${created.workflowCode.buildId} (from ${created.workflowCode.origin})`);
+      err(`dg-upgrade worker: ${created.codeVersion}, workflow code build ${created.workflowCode.buildId} (from ${created.workflowCode.origin})`);
       err(`dg-upgrade worker: serving task queue ${created.taskQueue} (pid ${process.pid}); SIGTERM or Ctrl-C stops it cleanly`);
       await created.worker.run();
       await created.connection.close();
@@ -277,9 +283,17 @@ const commands: Record<string, Command> = {
           else out(`Terminated ${handle.workflowId} (run ${desc.runId}); nothing changed${deployment ? `, and deployment ${deployment} is free for a new operation` : ''}.`);
           return EXIT.terminatedStuck;
         }
+        // Where the run stands decides what the cancel does (README: before cutover it aborts, after it rolls back).
+        const before = await queryStatus(handle, desc, 'tell what a cancel does to').catch((e: Error) => e);
         await handle.cancel();
-        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, cancelRequested: true }));
-        else out(`Cancellation requested for ${handle.workflowId}; follow with: dg-upgrade status ${deployment ?? `--workflow-id ${handle.workflowId}`} --follow`);
+        if (before instanceof CliError && before.exitCode === EXIT.unavailable) {
+          throw new CliError(`the cancel request is recorded, but ${before.message}: the run acts on it once a worker runs`, EXIT.unavailable, START_WORKER_HINT);
+        }
+        const now = new Date();
+        const where = before instanceof Error ? undefined : stepAt(before.steps, now);
+        const effect = before instanceof Error ? undefined : cancelEffect(before, now);
+        if (values.json) out(JSON.stringify({ workflowId: handle.workflowId, cancelRequested: true, ...(where ? { atStep: where, effect } : {}) }));
+        else out(`Cancellation requested for ${handle.workflowId}${where ? ` ${/^(after|before) /.test(where) ? where : `at ${where}`}: ${effect}` : ''}\nFollow with: dg-upgrade status ${deployment ?? `--workflow-id ${handle.workflowId}`} --follow`);
         return EXIT.ok;
       });
     },
@@ -426,8 +440,10 @@ const commands: Record<string, Command> = {
         const handle = handleFor(session, which);
         await describeOrFail(handle);
         if (values.follow) return follow(session, handle.workflowId, values.json);
-        const { runCode, renderRunCode } = await import('./codeVersion.js');
-        const status = { ...(await readStatus(handle)), code: await runCode(handle) };
+        const { runCodeOfHistory, renderRunCode } = await import('./codeVersion.js');
+        const read = await readStatus(handle);
+        const history = await handle.fetchHistory();
+        const status = { ...(await withCancelRequest(handle, read, history)), code: runCodeOfHistory(history) };
         out(values.json ? JSON.stringify(status, null, 2) : `${renderStatus(status)}\n${renderRunCode(status.code)}\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
         return EXIT.ok;
       });
@@ -520,7 +536,7 @@ async function awaitingDecision(handle: ReturnType<typeof handleFor>, verb: stri
   }
   const trouble = await workflowTaskTrouble(handle, desc, { now: true });
   if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
-  const status = await handle.query<UpgradeStatus>('status');
+  const status = await queryStatus(handle, desc, verb);
   if (status.decision) throw new CliError(`${handle.workflowId} was already ${status.decision.kind}${status.decision.by ? ` by ${status.decision.by}` : ''}`, EXIT.invalidState, 'follow it with: dg-upgrade status --follow');
   if (verb === 'approve' && status.phase !== 'awaiting-approval') {
     throw new CliError(`${handle.workflowId} is not waiting for approval (phase ${status.phase})`, EXIT.invalidState, 'wait for the plan, then approve: dg-upgrade status --follow');
@@ -532,8 +548,8 @@ async function confirmDecision(handle: ReturnType<typeof handleFor>): Promise<Up
   const deadline = Date.now() + 10_000;
   for (;;) {
     const desc = await handle.describe();
-    const status = await handle.query<UpgradeStatus>('status').catch(() => undefined);
-    if (status?.decision || desc.status.name !== 'RUNNING') return status ?? (await handle.query<UpgradeStatus>('status'));
+    const status = await queryStatus(handle, desc, 'confirm the decision of').catch(() => undefined);
+    if (status?.decision || desc.status.name !== 'RUNNING') return status ?? (await queryStatus(handle, desc, 'confirm the decision of'));
     if (status?.ignoredSignals.length) throw new CliError(`the run ignored the signal: ${status.ignoredSignals.at(-1)}`, EXIT.invalidState, 'see where it stands with: dg-upgrade status');
     if (Date.now() > deadline) throw new CliError('the signal was sent but the run has not recorded a decision yet', EXIT.unavailable, 'check with: dg-upgrade status (is the worker running?)');
     await new Promise((r) => setTimeout(r, 200));
@@ -613,6 +629,7 @@ function checkArgs(name: string, tokens: Array<{ kind: string; name?: string; ra
 export const MAIN_HELP = `dg-upgrade: upgrade and roll back a DecisionGraph install as Temporal workflows.
 
 Usage: dg-upgrade <command> [options]     (dg-upgrade <command> --help for details)
+       dg-upgrade --version [--json]       (the release, the checkout's commit, the compiled code's hash)
 
 Commands:
 ${Object.entries(commands).map(([n, c]) => `  ${n.padEnd(9)} ${c.summary}`).join('\n')}
@@ -640,6 +657,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     err(`dg-upgrade: error: ${about ? `help takes one command name, not ${rest.length}` : `unknown command "${rest[0]}"`}\n  hint: run dg-upgrade --help for the list`);
     return EXIT.badInput;
+  }
+  if (name === '--version') {
+    const { codeIdentity, codeVersionText } = await import('./codeVersion.js');
+    const id = codeIdentity();
+    out(rest.includes('--json') ? JSON.stringify(id) : codeVersionText(id));
+    return EXIT.ok;
   }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     out(MAIN_HELP);

@@ -18,6 +18,8 @@ import type { PlanResult } from '../workflows/planUpgrade.js';
 import { CliError, EXIT } from './exitCodes.js';
 import { activityProgress } from './progress.js';
 import { temporalSettings, type TemporalSettings } from './temporalConnection.js';
+import { errorChainText, queryStatus, START_WORKER_HINT } from './runQuery.js';
+import { statusOfFinishedRun } from './finishedRun.js';
 
 export interface Session {
   client: Client;
@@ -182,43 +184,37 @@ export async function describeOrFail(handle: WorkflowHandle) {
   }
 }
 
-const STATUS_QUERY_MS = 10_000;
-
 /**
  * The status query; for a finished run whose query cannot be served, the result or failure details.
- * A running workflow stuck on a failing workflow task is reported as such (no query can reach it).
+ * A running workflow stuck on a failing workflow task is reported as such (no query can reach it);
+ * one no worker answers for fails within QUERY_DEADLINE_MS with EXIT.unavailable (runQuery.ts).
  */
-export async function readStatus(handle: WorkflowHandle): Promise<UpgradeStatus> {
+export async function readStatus(handle: WorkflowHandle, what?: string): Promise<UpgradeStatus> {
   const desc = await describeOrFail(handle);
   // Checked before the query, which would wait for a worker that never comes.
   const trouble = await workflowTaskTrouble(handle, desc, { now: true });
   if (trouble) throw stuckRunError(handle.workflowId, desc.searchAttributes?.DgDeployment?.[0] as string | undefined ?? deploymentOfLockId(handle.workflowId), trouble);
   try {
-    // A worker answers a query in well under a second; without one it would wait about 30 s.
-    const status = await handle.client.connection.withDeadline(Date.now() + STATUS_QUERY_MS, () => handle.query<UpgradeStatus>('status'));
-    return withProgress(handle, status, desc);
+    return withProgress(handle, await queryStatus(handle, desc, what), desc);
   } catch (err) {
     if (desc.status.name === 'RUNNING') {
-      const now = await workflowTaskTrouble(handle, desc, { now: true });
+      const now = await workflowTaskTrouble(handle, desc, { now: true }).catch(() => undefined);
       if (now) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), now);
-      throw new CliError(
-        `cannot read the status of ${handle.workflowId}: no worker answered within ${STATUS_QUERY_MS / 1000} s (${(err as Error).message.split('\n')[0]})`,
-        EXIT.unavailable,
-        'is its worker up (dg-upgrade worker)? The run itself waits and loses nothing; ask again once the worker runs',
-      );
+      if (err instanceof CliError) throw err;
+      throw new CliError(`cannot ${what ?? 'read the status of'} ${handle.workflowId}: ${errorChainText(err)}`, EXIT.unavailable, START_WORKER_HINT);
     }
     const final = await finalResult(handle);
-    return {
-      workflowId: handle.workflowId,
-      operation: 'upgrade',
-      deployment: final.result?.deployment ?? '',
-      targetRef: final.result?.to?.ref ?? '',
-      phase: final.result?.phase ?? 'failed',
-      steps: final.result?.steps ?? [],
-      ignoredSignals: [],
-      summary: final.result?.summary ?? final.error?.message ?? desc.status.name,
-      outcome: final.result?.outcome,
-    };
+    return statusOfFinishedRun(
+      {
+        workflowId: handle.workflowId,
+        type: desc.type,
+        runStatus: desc.status.name,
+        deployment: (desc.searchAttributes?.DgDeployment?.[0] as string | undefined) ?? deploymentOfLockId(handle.workflowId),
+        targetRef: desc.searchAttributes?.DgTargetRef?.[0] as string | undefined,
+      },
+      final.result,
+      final.error?.message,
+    );
   }
 }
 
@@ -400,6 +396,13 @@ export async function finalResult(handle: WorkflowHandle): Promise<FinalResult> 
     return { exitCode, result };
   } catch (err) {
     const error = cliErrorOfFailure(err);
+    if (err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure) {
+      // A cancel after the backup was taken rolls the deployment back: not "nothing changed" (exit 3).
+      const status = await handle.describe().then((desc) => queryStatus(handle, desc)).catch(() => undefined);
+      if (status?.outcome === 'rolled-back') {
+        return { exitCode: EXIT.failed, result: status, error: new CliError(status.summary, EXIT.failed, 'the cancel came after the pre-upgrade backup: the deployment was rolled back; see dg-upgrade status') };
+      }
+    }
     const details = err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure ? (err.cause.details?.[0] as UpgradeResult | undefined) : undefined;
     return { exitCode: error.exitCode, result: details, error };
   }
@@ -411,6 +414,7 @@ export async function watchStatus(
   onStatus: (status: UpgradeStatus) => void,
   until: (status: UpgradeStatus) => boolean = () => false,
   intervalMs = 500,
+  onNoAnswer?: (why: CliError) => void,
 ): Promise<UpgradeStatus | undefined> {
   let last: UpgradeStatus | undefined;
   for (;;) {
@@ -418,11 +422,12 @@ export async function watchStatus(
     const trouble = await workflowTaskTrouble(handle, desc);
     if (trouble) throw stuckRunError(handle.workflowId, deploymentOfLockId(handle.workflowId), trouble);
     try {
-      last = await withProgress(handle, await handle.query<UpgradeStatus>('status'), desc);
+      last = await withProgress(handle, await queryStatus(handle, desc), desc);
       onStatus(last);
       if (until(last)) return last;
-    } catch {
-      /* the first workflow task may not have run yet */
+    } catch (err) {
+      // The first workflow task may not have run yet; or no worker answers: the run waits, so does this.
+      if (err instanceof CliError && err.exitCode === EXIT.unavailable) onNoAnswer?.(err);
     }
     if (desc.status.name !== 'RUNNING') return last;
     await new Promise((r) => setTimeout(r, intervalMs));

@@ -3,6 +3,7 @@ import { renderProgress } from './progress.js';
 import { isUnreleased } from '../domain/releaseNotesParser.js';
 import { describePlannedWindow, formatSpan, windowLabel } from '../domain/maintenanceWindow.js';
 import { terminalSafe } from './terminalText.js';
+import { renderCancelRequest, type CancelRequestInfo } from './cancelRequest.js';
 import type { NotificationFailure } from '../domain/notification.js';
 
 /** One field from a signal or another untrusted source, escaped so it stays inside its line. */
@@ -103,6 +104,8 @@ export function renderStatus(status: UpgradeStatus): string {
   if (status.rollback?.asideDatabase) lines.push(`  upgraded database kept as: ${status.rollback.asideDatabase}`);
   if (status.smoke) lines.push(renderSmoke(status.smoke, '  smoke checks'));
   for (const ignored of status.ignoredSignals) lines.push(`  ignored signal: ${field(ignored)}`);
+  const cancel = (status as UpgradeStatus & { cancelRequest?: CancelRequestInfo }).cancelRequest;
+  if (cancel) lines.push(field(renderCancelRequest(cancel)));
   lines.push(...renderNotificationFailures(status));
   return lines.join('\n');
 }

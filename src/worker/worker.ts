@@ -1,8 +1,10 @@
+import os from 'node:os';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import * as activities from '../activities/index.js';
 import { setProfilePath } from '../activities/deployment.js';
 import { loadProfileFile, taskQueueForNode } from '../config/profile.js';
 import { temporalSettings } from '../client/temporalConnection.js';
+import { codeIdentity, codeVersionTag, codeVersionText } from '../client/codeVersion.js';
 import { PAYLOAD_CONVERTER_PATH } from './bundle.js';
 import { loadWorkflowCode, type WorkflowCode } from './workflowCode.js';
 
@@ -13,7 +15,7 @@ export interface WorkerConfig {
 }
 
 /** Creates the worker of one node: it serves the upgrade workflows and the activities that touch this node. */
-export async function createWorker(config: WorkerConfig): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection; workflowCode: WorkflowCode }> {
+export async function createWorker(config: WorkerConfig): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection; workflowCode: WorkflowCode; codeVersion: string }> {
   const profile = loadProfileFile(config.profilePath); // fail fast on a bad profile
   const nodes = [...new Set(Object.values(profile.deployments).map((d) => d.node))];
   const node = config.node ?? process.env.DG_UPGRADE_NODE ?? (nodes.length === 1 ? nodes[0]! : 'local');
@@ -25,7 +27,11 @@ export async function createWorker(config: WorkerConfig): Promise<{ worker: Work
   const connection = await NativeConnection.connect({ address: settings.address, tls: settings.tls, apiKey: settings.apiKey });
   const taskQueue = taskQueueForNode(node);
   const workflowCode = await loadWorkflowCode();
+  const code = codeIdentity();
   const worker = await Worker.create({
+    // Shown by Temporal for each poller (and by `dg-upgrade status` when a worker does not answer):
+    // which code this worker runs, beyond the release number two builds may share.
+    identity: `${process.pid}@${os.hostname()} dg-upgrade ${codeVersionTag(code)}`,
     connection,
     namespace: settings.namespace,
     taskQueue,
@@ -44,5 +50,5 @@ export async function createWorker(config: WorkerConfig): Promise<{ worker: Work
     // expires; keep it short so that a replacement worker takes over in seconds.
     stickyQueueScheduleToStartTimeout: '2 seconds',
   });
-  return { worker, taskQueue, connection, workflowCode };
+  return { worker, taskQueue, connection, workflowCode, codeVersion: codeVersionText(code) };
 }
