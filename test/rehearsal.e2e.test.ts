@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createRunningDeployment, databaseFacts, editProfile, getJson, listDatabases, processesWithEnv, type CliResult, type E2eDeployment } from './support/e2e.js';
+import { createRunningDeployment, databaseFacts, editProfile, getJson, listDatabases, processesWithEnv, waitForStatus, type CliResult, type E2eDeployment } from './support/e2e.js';
 import { ADMIN_DATABASE_URL, databaseUrlFor } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 import { eventLogRows, startTraffic } from './support/traffic.js';
@@ -162,6 +162,15 @@ describe('rehearse on a copy while the old version serves', () => {
     assert.ok(o.predictedDowntimeMs > 0);
     assert.equal(o.predictedDowntimeMs, o.prediction.parts.stopMs + o.prediction.parts.backupMs + o.prediction.parts.migrateMs + o.prediction.parts.startMs);
     assert.ok(o.fileCopyMs >= 0, 'the frozen copy measured by a raw FILE_COPY');
+    const st = await d.cli(['status', '--workflow-id', json.workflowId, '--json']);
+    assert.equal(st.exitCode, 0, st.stderr);
+    const status = JSON.parse(st.stdout);
+    assert.equal(status.operation, 'rehearse');
+    assert.equal(status.outcome, 'passed');
+    assert.equal(status.rehearsal.predictedDowntimeMs, o.predictedDowntimeMs, 'status --json shows the result');
+    const text = await d.cli(['status', '--workflow-id', json.workflowId]);
+    assert.equal(text.exitCode, 0, text.stderr);
+    assert.match(text.stdout, /rehearsal passed: migrations 20260314000100 [\d.]+ s; start [\d.]+ s; smoke 5\/5; predicted downtime [\d.]+ s/);
     assert.deepEqual(outages, [], 'no failed probe');
     assert.deepEqual(await liveState(), before, 'live database, checkout and runtime exactly as before');
     await assertNothingLeft();
@@ -193,5 +202,77 @@ describe('rehearse on a copy while the old version serves', () => {
       if (kept) await dropDatabase(kept);
     }
     assert.deepEqual(processesWithEnv('DG_UPGRADE_RUNTIME', `${d.name}-rehearsal`), [], 'no rehearsal process left');
+  });
+});
+
+/**
+ * The upgrade's preflight runs the baseline smoke checks on the live app, whose workflow read
+ * writes once (list_inbox's SLA sweep escalates an overdue item: upgrade-refusals.e2e): one read
+ * first, so that the live database compared is the one the rehearsal must not touch.
+ */
+async function settleInbox(): Promise<void> {
+  const inbox = await getJson(`http://127.0.0.1:${d.port}/api/v1/workflows`, { authorization: `Bearer ${d.secrets.readerToken}`, 'x-tenant-id': 'default' });
+  assert.equal(inbox.status, 200);
+}
+
+describe('the upgrade rehearses before its approval (rehearsal.policy)', () => {
+  test('required: v0.2.1 is refused before the approval with the migration\'s error, nothing stopped', async () => {
+    const restore = editProfile(d, (x) => (x.rehearsal = { policy: 'required' }));
+    try {
+      await settleInbox();
+      const before = await liveState();
+      const { value: r, outages } = await whileServing(() => d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--follow', '--json']));
+      assert.equal(r.exitCode, 15, `${r.stdout}\n${r.stderr}`);
+      assert.match(errorLine(r), /rehearsal of v0\.2\.1 failed at migrateCopy: .*42703 \(undefined_column\).*refused before the approval \(rehearsal\.policy "required"\), nothing was stopped/);
+      const status = JSON.parse(r.stdout).status;
+      assert.equal(status.decision, undefined, 'never reached the approval');
+      assert.equal(status.plan?.rehearsal, undefined, 'no plan was offered');
+      assert.equal(status.steps.find((s: any) => s.name === 'stopOld').state, 'skipped');
+      assert.deepEqual(outages, [], 'no failed probe');
+      assert.deepEqual(await liveState(), before, 'live database, checkout and runtime exactly as before');
+      await assertNothingLeft();
+    } finally {
+      restore();
+    }
+  });
+
+  test('required: v0.3.0 is refused the same way, naming the failing smoke checks', async () => {
+    const restore = editProfile(d, (x) => (x.rehearsal = { policy: 'required' }));
+    try {
+      await settleInbox();
+      const before = await liveState();
+      const { value: r, outages } = await whileServing(() => d.cli(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes', '--follow']));
+      assert.equal(r.exitCode, 15, `${r.stdout}\n${r.stderr}`);
+      assert.match(errorLine(r), /failed at smokeCopy: smoke checks failed on v0\.3\.0: .*console renders an error panel/);
+      assert.deepEqual(outages, [], 'no failed probe');
+      assert.deepEqual(await liveState(), before, 'live database, checkout and runtime exactly as before');
+      await assertNothingLeft();
+    } finally {
+      restore();
+    }
+  });
+
+  test('advisory: v0.2.0 rehearses, the plan carries its timings and predicted downtime under the hash, then upgrades', async () => {
+    const restore = editProfile(d, (x) => (x.rehearsal = { policy: 'advisory' }));
+    try {
+      const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--json']);
+      assert.equal(started.exitCode, 0, `${started.stdout}\n${started.stderr}`);
+      const planned = JSON.parse(started.stdout).status;
+      const rehearsal = planned.plan.rehearsal;
+      assert.equal(rehearsal.passed, true, JSON.stringify(rehearsal));
+      assert.deepEqual(rehearsal.migrations.map((m: any) => m.version), ['20260314000100']);
+      assert.ok(rehearsal.predictedDowntimeMs > 0);
+      assert.equal(planned.steps.find((s: any) => s.name === 'build').state, 'succeeded', 'built before the approval');
+      await assertNothingLeft();
+      const r = await d.cli(['approve', d.name, '--plan-hash', planned.planHash, '--json']);
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      const done = await waitForStatus(d, (s) => s.outcome === 'succeeded' || s.outcome === 'failed', 'the upgrade to end', 300_000);
+      assert.equal(done.outcome, 'succeeded', done.summary);
+      assert.equal(done.plan.rehearsal.predictedDowntimeMs, rehearsal.predictedDowntimeMs, 'status.plan.rehearsal.predictedDowntimeMs');
+      const builds = done.steps.filter((s: any) => s.name === 'build');
+      assert.equal(builds.length, 1, 'built once');
+    } finally {
+      restore();
+    }
   });
 });

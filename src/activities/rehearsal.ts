@@ -8,7 +8,7 @@ import { durationMs, type ResolvedDeployment } from '../config/profile.js';
 import { writePrivateFile } from '../database/postgres.js';
 import { urlFor, liveDatabaseName } from '../database/postgres.js';
 import { dropCopy, lowPriority, measureFileCopy, onlineCopy, rehearsalCopies } from '../database/onlineCopy.js';
-import { isolationEnv, migrationTimings, rehearsalDatabaseName, type CopyFigures, type MigrationTiming } from '../domain/rehearsal.js';
+import { isolationEnv, migrationErrorLine, migrationTimings, rehearsalDatabaseName, type CopyFigures, type MigrationTiming } from '../domain/rehearsal.js';
 import type { SmokeReport } from '../domain/types.js';
 import { databaseUrl, deploymentOf, runtimeDatabaseUrl, runtimeEnv, secretValues } from './deployment.js';
 import { CommandFailed, runCommand } from './exec.js';
@@ -109,7 +109,11 @@ export async function rehearsalMigrate(ref: RehearsalRef & { releaseDir: string 
     } catch (err) {
       if (!(err instanceof CommandFailed)) throw err;
       const ended = Date.now();
-      return { ok: false, migrations: migrationTimings(err.outputTail, { startedMs: started, endedMs: ended }), ms: ended - started, error: err.message };
+      const migrations = migrationTimings(err.outputTail, { startedMs: started, endedMs: ended });
+      const failed = migrations.find((m) => m.failed);
+      const line = migrationErrorLine(err.outputTail);
+      const first = `${failed ? `migration ${failed.version}${failed.name ? ` (${failed.name})` : ''} failed` : 'the migrations failed'}${line ? `: ${line}` : ''}`;
+      return { ok: false, migrations, ms: ended - started, error: `${first}\n${err.message}` };
     }
   });
 }
@@ -167,7 +171,8 @@ export interface CleanupOutcome {
 
 /**
  * Leaves nothing of a rehearsal behind: stops its instance (only the one in its own run dir),
- * drops its copy unless asked to keep it, removes its run dir. Safe to repeat.
+ * drops its copy unless asked to keep it, removes its run dir (a kept copy is named in the
+ * outcome, its URL is the live one's with the copy's name). Safe to repeat.
  */
 export async function rehearsalCleanup(ref: RehearsalRef & { keepCopy?: boolean }): Promise<CleanupOutcome> {
   const { view, live, dir } = viewOf(ref);
@@ -181,13 +186,9 @@ export async function rehearsalCleanup(ref: RehearsalRef & { keepCopy?: boolean 
     }),
   );
   await failpoint('rehearsal.cleanup');
-  if (ref.keepCopy) {
-    rmSync(path.join(dir, 'runtime.json'), { force: true });
-    return { stoppedRuntime, kept: copy };
-  }
-  const dropped = await dropCopy(live, copy);
+  const dropped = ref.keepCopy ? false : await dropCopy(live, copy);
   rmSync(dir, { recursive: true, force: true });
-  return { stoppedRuntime, dropped: dropped ? copy : undefined };
+  return ref.keepCopy ? { stoppedRuntime, kept: copy } : { stoppedRuntime, dropped: dropped ? copy : undefined };
 }
 
 /** The rehearsal copies of a deployment on the database server (tests, `status`). */

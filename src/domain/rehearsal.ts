@@ -86,6 +86,8 @@ export interface RehearsalStatus {
   outcome?: 'passed' | 'failed';
   rehearsal?: RehearsalOutcome;
   error?: { step: string; message: string };
+  /** Always empty: a rehearsal takes no signals (the shape `status` renders). */
+  ignoredSignals: string[];
 }
 
 /** `<live>_rehearsal_<key>`, within PostgreSQL's 63-byte names. */
@@ -214,4 +216,26 @@ export function rehearsalLine(r: RehearsalOutcome): string {
   }
   const migrations = (r.migrations ?? []).map((m) => `${m.version} ${seconds(m.ms)}`).join(', ');
   return `rehearsal passed: migrations ${migrations || 'none'}; start ${seconds(r.startMs)}; smoke ${r.smoke?.checks.filter((c) => c.passed).length ?? 0}/${r.smoke?.checks.length ?? 0}; predicted downtime ${seconds(r.predictedDowntimeMs)}`;
+}
+
+/** What an upgrade's plan carries of its rehearsal (patch rehearsal-before-approval); the plan hash covers it. */
+export interface PlanRehearsal {
+  policy: 'required' | 'advisory';
+  passed: boolean;
+  /** One line; in capitals when it failed. */
+  line: string;
+  failure?: { step: RehearsalStepName; message: string };
+  migrations?: Array<{ version: string; ms: number; failed?: boolean }>;
+  copyMs?: number;
+  startMs?: number;
+  smoke?: Array<{ name: string; passed: boolean }>;
+  /** Read by the maintenance window (the downtime a window must hold) when present. */
+  predictedDowntimeMs?: number;
+  keptCopy?: string;
+}
+
+/** The migration tool's own error line (Ecto: `** (Postgrex.Error) ERROR 42703 (undefined_column) ...`), for a message's first line. */
+export function migrationErrorLine(output: string): string | undefined {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  return [...lines].reverse().find((l) => l.startsWith('** (')) ?? [...lines].reverse().find((l) => /\bERROR\b/.test(l));
 }

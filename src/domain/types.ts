@@ -1,4 +1,5 @@
 // Types shared by the workflows, the activities and the client. No runtime imports here.
+import type { PlanRehearsal, RehearsalStepName } from './rehearsal.js';
 
 export interface UpgradeInput {
   deployment: string;
@@ -88,13 +89,14 @@ export type RollbackStepName = (typeof ROLLBACK_STEPS)[number];
 export const REBUILD_STEPS = ['decide', 'stopCurrent', 'prepareOld', 'startOld', 'rebuild', 'verifyProjections'] as const;
 export type RebuildStepName = (typeof REBUILD_STEPS)[number];
 /** `window`: an upgrade's wait for its maintenance window, listed before stopOld only when it has one. */
-export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName | RebuildStepName | 'rebuildProjections' | 'window';
+export type StepName = UpgradeStepName | (typeof COMPENSATION_STEPS)[number] | RollbackStepName | RebuildStepName | 'rebuildProjections' | 'window' | 'rehearsal' | RehearsalStepName;
 
 export type Phase =
   | 'starting'
   | 'preflight'
   | 'awaiting-approval'
   | 'waiting-for-window'
+  | 'rehearsing'
   | 'building'
   | 'stopping-old'
   | 'backing-up'
@@ -193,6 +195,8 @@ export interface UpgradePlan {
   checks?: string[];
   /** The maintenance window the stop waits for (patch maintenance-windows); the hash covers it. */
   window?: PlannedWindow;
+  /** The rehearsal on a copy before the approval (patch rehearsal-before-approval); the hash covers it. */
+  rehearsal?: PlanRehearsal;
 }
 
 export interface SmokeCheckResult {

@@ -6,9 +6,11 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
+import { DEPLOYMENT_ATTRIBUTE, OPERATION_ATTRIBUTE, TARGET_REF_ATTRIBUTE } from '../config/searchAttributes.js';
 import { long, quick } from './activityProxies.js';
 import { causeOf, failureTypeOf, inputMessage } from './failures.js';
 import { runKey } from './operation.js';
@@ -97,6 +99,7 @@ export async function rehearse(input: RehearseInput): Promise<RehearsalOutcome> 
     summary: `${deployment}: rehearsal of ${targetRef} starting`,
     steps: steps.list,
     rehearsal: outcome,
+    ignoredSignals: [],
   };
   steps.onChange = () => publish(status);
   const setPhase = (phase: string, summary: string) => {
@@ -105,6 +108,12 @@ export async function rehearse(input: RehearseInput): Promise<RehearsalOutcome> 
     publish(status);
   };
   setHandler(statusQuery, () => ({ ...status, steps: steps.list }) as never);
+  // `list` finds it by deployment and operation, like the lock holder's runs.
+  upsertSearchAttributes([
+    { key: DEPLOYMENT_ATTRIBUTE, value: deployment },
+    { key: TARGET_REF_ATTRIBUTE, value: targetRef },
+    { key: OPERATION_ATTRIBUTE, value: 'rehearse' },
+  ] as never);
   publish(status);
 
   const key = runKey();

@@ -23,6 +23,7 @@ import { publishUiDetails } from './uiDetails.js';
 import { asksForWindow, insertWindowStep, MAINTENANCE_WINDOWS, plannedWindow, rehearsedDowntimeMs, waitForWindow, WINDOW_MISSED, windowFields, windowInputProblem } from './maintenanceWait.js';
 import { windowLabel } from '../domain/maintenanceWindow.js';
 import { notify, notifyEnd } from './notifications.js';
+import { REHEARSAL_BEFORE_APPROVAL, rehearseBeforeApproval } from './rehearsalStage.js';
 import { BOUNDED_SIGNALS, checkOperatorFields, pushIgnored, quoted } from './signalFields.js';
 import {
   BAD_INPUT_TYPES,
@@ -168,6 +169,18 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
       return pre.plan;
     });
 
+    if (patched(REHEARSAL_BEFORE_APPROVAL)) {
+      // Before the plan is hashed: the plan carries the rehearsal's outcome, timings and predicted downtime.
+      releaseDir = await rehearseBeforeApproval({
+        deployment,
+        targetRef,
+        plan,
+        steps,
+        building: () => setPhase('building', `${describe(plan.from)} -> ${describe(plan.to)}: building ${describe(plan.to)} for its rehearsal while ${describe(plan.from)} serves`),
+        rehearsing: () => setPhase('rehearsing', `${describe(plan.from)} -> ${describe(plan.to)}: rehearsing on a copy of ${plan.database.name} while ${describe(plan.from)} serves`),
+      });
+    }
+
     await steps.run('plan', async () => {
       if (windowed) {
         // In the plan, so the hash covers it: approving a plan approves when it may stop.
@@ -219,7 +232,7 @@ export async function upgrade(input: UpgradeInput): Promise<UpgradeResult> {
         publishUiDetails(status);
       }
     }
-    if (plan.layout === 'releases') {
+    if (plan.layout === 'releases' && !releaseDir) {
       setPhase('building', `${from} -> ${to}: building ${to} while ${from} serves`);
       await steps.run('build', async () => {
         releaseDir = await long.checkoutRelease(deployment, sha);
