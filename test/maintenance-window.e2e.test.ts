@@ -94,15 +94,9 @@ async function uiDetails(d: E2eDeployment): Promise<string> {
   });
 }
 
-async function listedPhase(d: E2eDeployment, phase: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const r = await d.cli(['list', '--deployment', d.name, '--state', 'running', '--json']);
-    const rows = r.exitCode === 0 ? (JSON.parse(r.stdout) as Array<{ phase?: string }>) : [];
-    if (rows[0]?.phase === phase) return;
-    if (Date.now() > deadline) throw new Error(`DgPhase never became ${phase}: ${r.stdout}${r.stderr}`);
-    await new Promise((res) => setTimeout(res, 500));
-  }
+/** The run's search attribute DgPhase, as the server holds it (describe, not the visibility list, which may lag). */
+async function searchAttributePhase(d: E2eDeployment): Promise<unknown> {
+  return withClient(async (client) => (await client.workflow.getHandle(lockWorkflowId(d.name)).describe()).searchAttributes?.DgPhase?.[0]);
 }
 
 function stepStart(status: any, name: string): number {
@@ -153,7 +147,7 @@ test('an upgrade approved before its --not-before window waits for it: the app s
     assert.match(text.stdout, /phase: waiting-for-window/);
     assert.match(text.stdout, /window: waiting for window .*\(\+01:00\)/);
     assert.match(await uiDetails(d), /\*\*maintenance window:\*\* waiting for window .*\(\+01:00\)/);
-    await listedPhase(d, 'waiting-for-window');
+    assert.equal(await searchAttributePhase(d), 'waiting-for-window', 'search attribute DgPhase');
 
     const done = await waitForStatus(d, (s) => s.outcome !== undefined, 'the upgrade to end', 300_000);
     const probes = await prober.stop();
@@ -205,7 +199,7 @@ test('a window too short for the predicted downtime: the run passes over it, say
     assert.match(waiting.summary, /window \w{3} \d{4}-\d\d-\d\d \d\d:\d\d\.\.\d\d:\d\d \(Europe\/Berlin\) (is 1m long|has \d+s left), the predicted downtime is 10m: waiting for window .* \(Europe\/Berlin\) instead to stop v0\.1\.0/);
     assert.equal(wallTime(Date.parse(waiting.window.start), zone).hour, 3, 'it waits for the 2-hour window');
     assert.match(waiting.window.note, /the predicted downtime is 10m/);
-    await listedPhase(d, 'waiting-for-window');
+    assert.equal(await searchAttributePhase(d), 'waiting-for-window', 'search attribute DgPhase');
 
     // Through the short window: the app is never stopped.
     const shortEnd = shortStart + 60_000;
@@ -240,9 +234,17 @@ test('a worker and a Temporal server restarted while the run waits lose nothing:
   withDeployment('window-restart', async (d) => {
     editProfile(d, (p) => (p.maintenance = { predictedDowntime: '1m' }));
     const prober = startProber(d.port);
-    const windowStart = Math.ceil((Date.now() + 60_000) / 1000) * 1000;
-    const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--not-before', new Date(windowStart).toISOString(), '--window-length', '15m', '--yes']);
+    const windowStart = Math.ceil((Date.now() + 90_000) / 1000) * 1000;
+    const windowFlags = ['--not-before', new Date(windowStart).toISOString(), '--window-length', '15m'];
+    // `plan` with the same window shows the plan the upgrade will wait on: one hash, another without the window.
+    const plainPlan = await d.cli(['plan', '-d', d.name, '--to', 'v0.2.0', '--json']);
+    const windowPlan = await d.cli(['plan', '-d', d.name, '--to', 'v0.2.0', ...windowFlags, '--json']);
+    assert.equal(windowPlan.exitCode, 0, windowPlan.stderr);
+    const planned = JSON.parse(windowPlan.stdout);
+    assert.notEqual(planned.planHash, JSON.parse(plainPlan.stdout).planHash, 'the hash covers the window');
+    const started = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', ...windowFlags, '--yes', '--json']);
     assert.equal(started.exitCode, 0, started.stderr);
+    assert.equal(JSON.parse(started.stdout).status.planHash, planned.planHash, 'plan and upgrade agree on the hash of the windowed plan');
     await waitForStatus(d, (s) => s.phase === 'waiting-for-window', 'the wait', 60_000);
     assert.ok(Date.now() < windowStart - 10_000, 'time left to restart before the window');
 
@@ -265,7 +267,7 @@ test('a worker and a Temporal server restarted while the run waits lose nothing:
     const history = await withClient((client) => client.workflow.getHandle(lockWorkflowId(d.name)).fetchHistory());
     const patches = (history.events ?? [])
       .filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')
-      .map((e) => Buffer.from(e.markerRecordedEventAttributes!.details!['patch_data']!.payloads![0]!.data!).toString());
+      .map((e) => Object.values(e.markerRecordedEventAttributes!.details ?? {}).flatMap((p) => p.payloads ?? []).map((p) => Buffer.from(p.data ?? []).toString()).join(' '));
     assert.ok(patches.some((p) => p.includes('maintenance-windows')), `the patch marker is recorded: ${patches.join(', ')}`);
     assert.ok((history.events ?? []).some((e) => e.timerStartedEventAttributes), 'a workflow timer for the window');
     const { code } = await loadWorkflowCode({});
