@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
@@ -73,4 +73,23 @@ CASES.forEach((c, i) => {
     assert.deepEqual(existsSync(dir) ? readdirSync(dir) : [], [], 'no rehearsal run dir left');
     assert.deepEqual(await liveState(), before, 'the live database and runtime are as before');
   });
+});
+
+test('a cancel while the rehearsal instance serves the copy: the cleanup still runs, nothing is left', async () => {
+  const before = await liveState();
+  const held = mkdtempSync(path.join(d.dir, 'held-'));
+  await d.worker!.kill('SIGKILL');
+  await d.startWorker({ DG_UPGRADE_FAILPOINTS: 'smoke.afterHealthz:hold', DG_UPGRADE_FAILPOINT_DIR: held });
+  const marker = path.join(held, 'smoke.afterHealthz');
+  const run = d.cli(['rehearse', '--deployment', d.name, '--to', 'v0.2.0', '--json']);
+  await waitForFile(marker, 180_000);
+  assert.ok(processesWithEnv('DG_UPGRADE_RUNTIME', `${d.name}-rehearsal`).length > 0, 'the rehearsal instance runs');
+  const cancelled = await d.cli(['cancel', '--workflow-id', `dg-upgrade-${d.name}-rehearse`]);
+  assert.equal(cancelled.exitCode, 0, `${cancelled.stdout}\n${cancelled.stderr}`);
+  writeFileSync(`${marker}.release`, '');
+  const r = await run;
+  assert.equal(r.exitCode, 3, `cancelled: ${r.stdout}\n${r.stderr}`);
+  assert.deepEqual(await listDatabases(`${d.db.name.slice(0, 44)}_rehearsal_`), [], 'no rehearsal database left');
+  assert.deepEqual(processesWithEnv('DG_UPGRADE_RUNTIME', `${d.name}-rehearsal`), [], 'no rehearsal process left');
+  assert.deepEqual(await liveState(), before, 'the live database and runtime are as before');
 });

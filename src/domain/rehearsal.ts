@@ -149,6 +149,8 @@ export function migrationTimings(output: string, wall?: { startedMs: number; end
       const endOfDay = ((endClock.getUTCHours() * 60 + endClock.getUTCMinutes()) * 60 + endClock.getUTCSeconds()) * 1000 + endClock.getUTCMilliseconds();
       ms = Math.max(0, (endOfDay - began.at + 86_400_000) % 86_400_000);
     }
+    // The log's clock may be local time (Ecto's logger), not UTC: then what the others left of the run's wall time.
+    if (wall && ms > wall.endedMs - wall.startedMs) ms = Math.max(0, wall.endedMs - wall.startedMs - out.reduce((n, m) => n + m.ms, 0));
     out.push({ version, name: began.name, ms, failed: true });
   }
   return out;
