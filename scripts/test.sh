@@ -19,7 +19,7 @@ fi
 mkdir -p test-artifacts
 started=$(date +%s)
 # The longest files start first, so that the short ones fill the gaps instead of the end.
-LONGEST=(crash-rollback.e2e crash-upgrade.e2e beam.e2e soak.e2e bad-input.e2e crash-frozen-copy.e2e rollback.e2e)
+LONGEST=(crash-rollback.e2e crash-upgrade.e2e beam.e2e maintenance-window.e2e notifications.e2e soak.e2e bad-input.e2e rehearsal.e2e crash-rehearsal.e2e crash-frozen-copy.e2e rollback.e2e)
 if [ $# -gt 0 ]; then files=("$@"); else
   files=()
   for name in "${LONGEST[@]}"; do [ -f "dist/test/$name.test.js" ] && files+=("dist/test/$name.test.js"); done
