@@ -67,6 +67,8 @@ export interface RehearsalOutcome {
   stopMs?: number;
   /** A raw CREATE DATABASE ... STRATEGY FILE_COPY of the copy, the frozen copy's cost at this size. */
   fileCopyMs?: number;
+  /** The parts of the prediction as the workflow timed them (activity round trips, as the upgrade's steps). */
+  stepMs?: { stop?: number; backup?: number; migrate?: number; start?: number };
   predictedDowntimeMs?: number;
   prediction?: DowntimePrediction;
   /** Where the copy was kept (profile rehearsal.keepCopyOnFailure), or undefined when dropped. */
@@ -171,11 +173,11 @@ export function predictDowntime(m: {
   liveBytes: number;
   dumpBytesPerSecond?: number;
 }): DowntimePrediction {
-  const basis: string[] = [`stop: the rehearsal instance's graceful stop, ${m.stopMs} ms`];
+  const basis: string[] = [`stop: the rehearsal instance's graceful stop as a step, ${m.stopMs} ms`];
   let backupMs: number;
   if (m.backupMethod === 'frozen-copy' && m.fileCopyMs !== undefined) {
     backupMs = m.fileCopyMs;
-    basis.push(`backup: CREATE DATABASE ... STRATEGY FILE_COPY of the copy, ${m.fileCopyMs} ms`);
+    basis.push(`backup: CREATE DATABASE ... STRATEGY FILE_COPY of the copy after a checkpoint, as a step, ${m.fileCopyMs} ms`);
   } else if (m.dumpBytesPerSecond && m.dumpBytesPerSecond > 0) {
     backupMs = Math.round((m.liveBytes / m.dumpBytesPerSecond) * 1000);
     basis.push(`backup: ${m.liveBytes} bytes at the copy's measured ${Math.round(m.dumpBytesPerSecond)} bytes/s`);
@@ -183,8 +185,8 @@ export function predictDowntime(m: {
     backupMs = 0;
     basis.push('backup: not measured');
   }
-  basis.push(`migrate: the migrations on the copy, ${m.migrateMs} ms`);
-  basis.push(`start: spawn to the first proven healthy probe, ${m.startMs} ms`);
+  basis.push(`migrate: the migrations on the copy as a step, ${m.migrateMs} ms`);
+  basis.push(`start: the start to the first proven healthy probe as a step, ${m.startMs} ms`);
   const parts = { stopMs: m.stopMs, backupMs, migrateMs: m.migrateMs, startMs: m.startMs };
   return { totalMs: parts.stopMs + parts.backupMs + parts.migrateMs + parts.startMs, parts, basis };
 }
@@ -233,6 +235,8 @@ export interface PlanRehearsal {
   smoke?: Array<{ name: string; passed: boolean }>;
   /** Read by the maintenance window (the downtime a window must hold) when present. */
   predictedDowntimeMs?: number;
+  /** Its measured parts. */
+  predictedParts?: DowntimePrediction['parts'];
   keptCopy?: string;
 }
 

@@ -28,6 +28,7 @@ export function planRehearsal(o: RehearsalOutcome, policy: 'required' | 'advisor
     startMs: o.startMs,
     smoke: o.smoke?.checks.map((c) => ({ name: c.name, passed: c.passed })),
     predictedDowntimeMs: o.predictedDowntimeMs,
+    predictedParts: o.prediction?.parts,
     keptCopy: o.keptCopy,
   };
 }

@@ -122,6 +122,8 @@ export async function rehearse(input: RehearseInput): Promise<RehearsalOutcome> 
   const stage = stageProxies(settings.stageTimeoutMs);
   const run = <T>(name: RehearsalStepName, fn: () => Promise<T>) => steps.run(name as StepName, fn);
   let failure: unknown;
+  /** Each part as the workflow saw it (activity scheduling included), as the upgrade's steps are: what the downtime is made of. */
+  const stepMs: NonNullable<RehearsalOutcome['stepMs']> = {};
 
   try {
     setPhase('preflight', `resolving ${targetRef}`);
@@ -151,7 +153,9 @@ export async function rehearse(input: RehearseInput): Promise<RehearsalOutcome> 
 
     setPhase('migrating-copy', `migrating the copy ${outcome.copy.database}`);
     await run('migrateCopy', async () => {
+      const t0 = Date.now();
       const m = await stage.rehearsalMigrate({ ...ref, releaseDir });
+      stepMs.migrate = Date.now() - t0;
       outcome.migrations = m.migrations;
       outcome.migrateMs = m.ms;
       if (!m.ok) throw new StageFailed('migrateCopy', m.error ?? 'the migrations failed');
@@ -160,7 +164,9 @@ export async function rehearse(input: RehearseInput): Promise<RehearsalOutcome> 
 
     setPhase('starting-copy', `starting ${targetRef} against the copy`);
     await run('startCopy', async () => {
+      const t0 = Date.now();
       const s = await stage.rehearsalStart({ ...ref, releaseDir });
+      stepMs.start = Date.now() - t0;
       outcome.startMs = s.startMs;
       outcome.port = s.port;
       return undefined;
@@ -173,19 +179,28 @@ export async function rehearse(input: RehearseInput): Promise<RehearsalOutcome> 
         const failed = outcome.smoke.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.reason}`);
         throw new StageFailed('smokeCopy', `smoke checks failed on ${targetRef}: ${failed.join('; ')}`);
       }
+      // As the upgrade: a checkpoint while it serves, then the stop and the frozen copy, each timed as a step.
+      if (settings.backupMethod === 'frozen-copy') await quick.checkpointBeforeStop(deployment);
+      let t0 = Date.now();
       outcome.stopMs = (await stage.rehearsalStop(ref)).stopMs;
+      stepMs.stop = Date.now() - t0;
       if (settings.backupMethod === 'frozen-copy') {
+        t0 = Date.now();
         const ms = await stage.rehearsalFileCopy(ref);
-        if (ms >= 0) outcome.fileCopyMs = ms;
+        if (ms >= 0) {
+          outcome.fileCopyMs = ms;
+          stepMs.backup = Date.now() - t0;
+        }
       }
       return undefined;
     });
+    outcome.stepMs = stepMs;
     const prediction = predictDowntime({
-      stopMs: outcome.stopMs ?? 0,
-      migrateMs: outcome.migrateMs ?? 0,
-      startMs: outcome.startMs ?? 0,
+      stopMs: stepMs.stop ?? 0,
+      migrateMs: stepMs.migrate ?? 0,
+      startMs: stepMs.start ?? 0,
       backupMethod: settings.backupMethod,
-      fileCopyMs: outcome.fileCopyMs,
+      fileCopyMs: stepMs.backup,
       liveBytes: outcome.copy.liveBytes,
       dumpBytesPerSecond: outcome.copy.bytesPerSecond || undefined,
     });

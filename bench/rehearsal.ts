@@ -1,0 +1,169 @@
+/**
+ * Benchmark (issue 21): what a rehearsal costs, and how close its predicted downtime comes to the
+ * downtime of the upgrade that follows it. Per size (default 8 and 128 MiB; `npm run bench` adds
+ * 1024): a deployment serving v0.1.0 on a copy of a grown template database, rehearsal.policy
+ * "advisory", `upgrade --to v0.2.0` (the build and the rehearsal run before the approval), then
+ * the approval with a 20 Hz prober on /api/healthz; downtime as in bench/downtime.ts (last 200
+ * before the first failed probe to the first 200 after the last).
+ *   node dist/bench/rehearsal.js [runs=2] [sizes=8,128]
+ * Acceptance: the prediction within 25 % or 0.5 s of the measured downtime.
+ */
+import pg from 'pg';
+import { createE2eDeployment, editProfile, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
+import { ADMIN_DATABASE_URL, dropDatabasesWithPrefix } from '../test/support/postgres.js';
+import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
+import { downtimeOf, median, medianRange, startProber } from './support/healthProber.js';
+
+const runs = Number(process.argv[2] ?? 2);
+const sizes = (process.argv[3] ?? '8,128').split(',').map(Number);
+const COMPILE_MS = '1500';
+const BYTES_PER_ROW = 820; // bench/downtime.ts: realistic envelopes with their indexes
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = ADMIN_DATABASE_URL): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+function urlOf(db: string): string {
+  const u = new URL(ADMIN_DATABASE_URL);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+/** Bulk events in a tenant of their own (the same rows as bench/downtime.ts), the projection cursors moved past them. */
+async function fillEventLog(db: string, targetMiB: number): Promise<void> {
+  await admin(async (c) => {
+    const size = Number((await c.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n);
+    const rows = Math.max(0, Math.floor((targetMiB * 1024 * 1024 - size) / BYTES_PER_ROW));
+    for (let done = 0; done < rows; done += 100_000) {
+      const n = Math.min(100_000, rows - done);
+      await c.query(
+        `INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload, event_id, idempotency_key, envelope)
+         SELECT 'bench-bulk', 'trace-bulk-' || lpad((i % 5000)::text, 5, '0'), 'trace.annotated',
+                jsonb_build_object('note', 'bulk note ' || i, 'actor', 'dgu-bulk'), 'bulk-' || i, 'bulk-' || i,
+                jsonb_build_object('event_id', 'bulk-' || i, 'idempotency_key', 'bulk-' || i, 'event_type', 'trace.annotated',
+                  'trace_id', 'trace-bulk-' || lpad((i % 5000)::text, 5, '0'), 'trace_seq', i, 'occurred_at', now(),
+                  'actor', jsonb_build_object('actor_type', 'service', 'actor_id', 'dgu-bulk'),
+                  'source', jsonb_build_object('producer_id', 'dgu-bulk', 'system', 'dg-upgrade-bench', 'subsystem', 'generator'),
+                  'payload', jsonb_build_object('note', 'bulk note ' || i))
+           FROM generate_series($1::bigint, $2::bigint) i`,
+        [done + 1, done + n],
+      );
+    }
+    await c.query(`UPDATE dg_projection_cursors SET last_log_seq = (SELECT max(log_seq) FROM dg_event_log), updated_at = now()`);
+    await c.query('VACUUM ANALYZE dg_event_log');
+  }, urlOf(db));
+}
+
+interface Run {
+  sizeMiB: number;
+  rehearsalMs: number;
+  copyMs: number;
+  buildMs: number;
+  predictedMs: number;
+  parts: Record<string, number>;
+  measuredMs: number;
+  failedProbes: number;
+  upgradeSteps: Record<string, number>;
+}
+
+async function oneRun(temporal: TestTemporal, label: string, gold: string): Promise<Run> {
+  const d: E2eDeployment = await createE2eDeployment(temporal, label);
+  try {
+    editProfile(d, (p) => {
+      p.toolchain.env.DG_FIXTURE_COMPILE_MS = COMPILE_MS;
+      p.rehearsal = { policy: 'advisory' };
+    });
+    await admin(async (c) => {
+      await c.query(`DROP DATABASE "${d.db.name}" WITH (FORCE)`);
+      await c.query(`CREATE DATABASE "${d.db.name}" TEMPLATE "${gold}" STRATEGY FILE_COPY`);
+    });
+    await d.bootstrap();
+    await waitCaughtUp(d, 600_000);
+    await d.startWorker();
+    const planned = await d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.0', '--json']);
+    if (planned.exitCode !== 0) throw new Error(`upgrade did not plan: ${planned.stdout.slice(-2000)} ${planned.stderr}`);
+    const status = JSON.parse(planned.stdout).status;
+    const rehearsal = status.plan.rehearsal;
+    if (!rehearsal?.passed) throw new Error(`the rehearsal did not pass: ${JSON.stringify(rehearsal)}`);
+    const step = (name: string) => status.steps.find((s: any) => s.name === name)?.durationMs as number;
+    await sleep(500);
+    const prober = startProber(d.port);
+    const approved = await d.cli(['approve', d.name, '--plan-hash', status.planHash]);
+    if (approved.exitCode !== 0) throw new Error(`approve failed: ${approved.stderr}`);
+    const done = await d.cli(['status', d.name, '--follow', '--json']);
+    await sleep(300);
+    const down = downtimeOf(await prober.stop());
+    const final = JSON.parse(done.stdout).status ?? JSON.parse(done.stdout);
+    if (final.outcome !== 'succeeded') throw new Error(`upgrade did not succeed: ${final.summary}`);
+    const upgradeSteps = Object.fromEntries(final.steps.filter((s: any) => s.durationMs !== undefined).map((s: any) => [s.name, s.durationMs]));
+    return {
+      sizeMiB: await admin(async (c) => Number((await c.query('SELECT pg_database_size($1)::bigint AS n', [d.db.name])).rows[0].n) / 1048576),
+      rehearsalMs: step('rehearsal'),
+      copyMs: rehearsal.copyMs,
+      buildMs: step('build'),
+      predictedMs: rehearsal.predictedDowntimeMs,
+      parts: rehearsal.predictedParts ?? {},
+      measuredMs: down.downtime,
+      failedProbes: down.failed,
+      upgradeSteps,
+    };
+  } finally {
+    await d.dispose();
+  }
+}
+
+const temporal = await startTestTemporal();
+const goldPrefix = `dgu_rehgold_${process.pid}`;
+const results: Run[] = [];
+const started = Date.now();
+try {
+  for (const size of sizes) {
+    const gold = `${goldPrefix}_${size}`;
+    const g = await createE2eDeployment(temporal, `rgold${size}`);
+    try {
+      await g.bootstrap();
+      await waitCaughtUp(g);
+      await g.stopRuntime();
+      await fillEventLog(g.db.name, size);
+      await admin(async (c) => {
+        await c.query('CHECKPOINT');
+        await c.query(`CREATE DATABASE "${gold}" TEMPLATE "${g.db.name}" STRATEGY FILE_COPY`);
+      });
+    } finally {
+      await g.dispose();
+    }
+    for (let i = 0; i < runs; i++) {
+      const r = await oneRun(temporal, `breh${size}x${i}`, gold);
+      results.push(r);
+      process.stderr.write(
+        `# ${size} MiB run ${i + 1}: rehearsal ${r.rehearsalMs} ms (copy ${r.copyMs} ms), build ${r.buildMs} ms; predicted ${r.predictedMs} ms {${Object.entries(r.parts).map(([k, v]) => `${k}=${v}`).join(' ')}}, measured ${r.measuredMs} ms (${r.failedProbes} failed probes) [${Object.entries(r.upgradeSteps).map(([k, v]) => `${k}=${v}`).join(' ')}]\n`,
+      );
+    }
+    await dropDatabasesWithPrefix(gold);
+  }
+} finally {
+  await dropDatabasesWithPrefix(goldPrefix).catch(() => {});
+  await temporal.dispose();
+}
+
+console.log(`rehearsal (issue 21): v0.1.0 -> v0.2.0, compile ${COMPILE_MS} ms, rehearsal.policy advisory, ${runs} runs per size, 20 Hz prober; median [min-max]; ${((Date.now() - started) / 60000).toFixed(1)} min wall clock`);
+for (const size of sizes) {
+  const rs = results.filter((r) => Math.abs(r.sizeMiB - size) / size < 0.5 || (size < 16 && r.sizeMiB < 16));
+  const v = (f: (r: Run) => number) => rs.map(f).filter(Number.isFinite);
+  console.log(`\n== ${size} MiB (measured ${medianRange(v((r) => r.sizeMiB))} MiB), n = ${rs.length} ==`);
+  console.log(`  rehearsal step ms (before the approval)          ${medianRange(v((r) => r.rehearsalMs))}`);
+  console.log(`  of which the online copy ms                      ${medianRange(v((r) => r.copyMs))}`);
+  console.log(`  build ms (moved before the approval, not extra)  ${medianRange(v((r) => r.buildMs))}`);
+  console.log(`  predicted downtime ms                            ${medianRange(v((r) => r.predictedMs))}`);
+  console.log(`  measured downtime ms                             ${medianRange(v((r) => r.measuredMs))}`);
+  const within = rs.filter((r) => Math.abs(r.predictedMs - r.measuredMs) <= Math.max(500, 0.25 * r.measuredMs)).length;
+  console.log(`  prediction within 25 % or 0.5 s                  ${within}/${rs.length}; error ms ${medianRange(v((r) => r.predictedMs - r.measuredMs))}`);
+  console.log(`  median relative error                            ${(median(v((r) => (r.predictedMs - r.measuredMs) / r.measuredMs)) * 100).toFixed(0)} %`);
+}
