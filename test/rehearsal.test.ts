@@ -61,3 +61,20 @@ test("a log in local time (not UTC): the failed migration gets what is left of t
   const t = migrationTimings(LOG, { startedMs: ended - 1500, endedMs: ended });
   assert.equal(t[1]!.ms, 1200);
 });
+
+test('profile rehearsal: defaults filled in; a bad policy or timeout is refused naming the field', async () => {
+  const { readFileSync } = await import('node:fs');
+  const path = await import('node:path');
+  const { parseProfileFile } = await import('../src/config/profile.js');
+  const { PROJECT_ROOT } = await import('./support/e2e.js');
+  const example = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'examples', 'profile.example.json'), 'utf8'));
+  assert.equal(parseProfileFile(example, 'p.json').deployments.sample!.rehearsal, undefined, 'absent: off');
+  example.deployments.sample.rehearsal = { policy: 'required' };
+  assert.deepEqual(parseProfileFile(example, 'p.json').deployments.sample!.rehearsal, { policy: 'required', keepCopyOnFailure: false, stageTimeout: '30m' });
+  example.deployments.sample.rehearsal = { policy: 'sometimes', stageTimeout: '0s' };
+  assert.throws(() => parseProfileFile(example, 'p.json'), (err: Error) => {
+    assert.match(err.message, /deployments\.sample\.rehearsal\.policy: .*"required".*"advisory".*"off"/);
+    assert.match(err.message, /deployments\.sample\.rehearsal\.stageTimeout: a positive duration, at least "1s"/);
+    return true;
+  });
+});
