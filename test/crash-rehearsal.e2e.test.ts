@@ -83,7 +83,16 @@ test('a cancel while the rehearsal instance serves the copy: the cleanup still r
   const marker = path.join(held, 'smoke.afterHealthz');
   const run = d.cli(['rehearse', '--deployment', d.name, '--to', 'v0.2.0', '--json']);
   await waitForFile(marker, 180_000);
-  assert.ok(processesWithEnv('DG_UPGRADE_RUNTIME', `${d.name}-rehearsal`).length > 0, 'the rehearsal instance runs');
+  const pids = processesWithEnv('DG_UPGRADE_RUNTIME', `${d.name}-rehearsal`);
+  assert.ok(pids.length > 0, 'the rehearsal instance runs');
+  // Its own database, port and node name, and nothing it does leaves the rehearsal (compatibility row 42).
+  const env = new Map(readFileSync(`/proc/${pids[0]}/environ`, 'utf8').split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as [string, string]));
+  assert.match(env.get('DATABASE_URL') ?? '', /_rehearsal_[a-z0-9]+$/);
+  assert.notEqual(env.get('PORT'), String(d.port));
+  assert.equal(env.get('OTEL_SDK_DISABLED'), 'true');
+  assert.equal(env.get('OTEL_TRACES_EXPORTER'), 'none');
+  assert.match(env.get('RELEASE_NODE') ?? '', /_rehearsal_[a-z0-9]+@127\.0\.0\.1$/);
+  assert.equal(env.get('SECRET_KEY_BASE'), d.secrets.secretKeyBase, 'the production environment otherwise');
   const cancelled = await d.cli(['cancel', '--workflow-id', `dg-upgrade-${d.name}-rehearse`]);
   assert.equal(cancelled.exitCode, 0, `${cancelled.stdout}\n${cancelled.stderr}`);
   writeFileSync(`${marker}.release`, '');
