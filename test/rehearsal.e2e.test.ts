@@ -263,6 +263,7 @@ describe('the upgrade rehearses before its approval (rehearsal.policy)', () => {
       assert.deepEqual(rehearsal.migrations.map((m: any) => m.version), ['20260314000100']);
       assert.ok(rehearsal.predictedDowntimeMs > 0);
       assert.equal(planned.steps.find((s: any) => s.name === 'build').state, 'succeeded', 'built before the approval');
+      assert.ok(planned.plan.checks.some((c: string) => /^rehearsal passed: migrations 20260314000100 /.test(c)), 'the plan lists the rehearsal among its checks');
       await assertNothingLeft();
       const r = await d.cli(['approve', d.name, '--plan-hash', planned.planHash, '--json']);
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);

@@ -101,6 +101,8 @@ export async function rehearseBeforeApproval(opts: {
       if (!outcome) throw err;
     });
   plan.rehearsal = planRehearsal(outcome!, policy);
+  // Shown where the plan lists what was checked before the approval (`plan`, `status`).
+  if (outcome!.passed) plan.checks = [...(plan.checks ?? []), plan.rehearsal.line];
   if (!outcome!.passed) {
     const message = (outcome!.failure ? `rehearsal of ${opts.targetRef} failed at ${outcome!.failure.step}: ${outcome!.failure.message}` : messageOf(failure)).split('\n')[0];
     if (policy === 'required') {
