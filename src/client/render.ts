@@ -5,6 +5,7 @@ import { describePlannedWindow, formatSpan, windowLabel } from '../domain/mainte
 import { terminalSafe } from './terminalText.js';
 import { renderCancelRequest, type CancelRequestInfo } from './cancelRequest.js';
 import type { NotificationFailure } from '../domain/notification.js';
+import type { PlanRehearsal } from '../domain/rehearsal.js';
 
 /** One field from a signal or another untrusted source, escaped so it stays inside its line. */
 const field = (v: unknown) => terminalSafe(v);
@@ -43,11 +44,26 @@ export function renderPlan(plan: UpgradePlan, hash: string): string {
   if (plan.requiredActions.length) lines.push('  REQUIRED ACTIONS (approving acknowledges them):', ...plan.requiredActions.map((a) => `    ! ${a}`));
   if (plan.warnings?.length) lines.push('  WARNINGS:', ...plan.warnings.map((w) => `    ! ${w}`));
   if (plan.checks?.length) lines.push('  checked:', ...plan.checks.map((c) => `    ✓ ${c}`));
+  if (plan.rehearsal) lines.push(...renderRehearsal(plan.rehearsal));
   if (plan.window) {
     lines.push(`  window    ${plan.window.kind === 'one-off' ? 'one-off ' : ''}${describePlannedWindow(plan.window)}; predicted downtime ${formatSpan(plan.window.predictedDowntimeMs)}${plan.window.predictedDowntimeFrom === 'rehearsal' ? ' (measured by the rehearsal)' : ''}; too little left: ${plan.window.kind === 'one-off' ? 'end' : plan.window.whenTooShort}`);
   }
   lines.push('  steps:', ...plan.steps.map((s, i) => `    ${i + 1}. ${s}`));
   return lines.join('\n');
+}
+
+/** The rehearsal the plan carries: its outcome line, each migration's time, start, smoke checks, the predicted downtime. */
+export function renderRehearsal(r: PlanRehearsal): string[] {
+  const lines = [`  rehearsal (${r.policy}): ${r.line}`];
+  if (r.migrations?.length) lines.push(`    migrations on the copy: ${r.migrations.map((m) => `${m.version} ${formatDuration(m.ms)}${m.failed ? ' FAILED' : ''}`).join(', ')}`);
+  if (r.copyMs !== undefined || r.startMs !== undefined) lines.push(`    copy ${r.copyMs === undefined ? '-' : formatDuration(r.copyMs)}, start ${r.startMs === undefined ? '-' : formatDuration(r.startMs)}`);
+  if (r.smoke?.length) lines.push(`    smoke on the copy: ${r.smoke.map((c) => `${c.passed ? '✓' : '✗'} ${c.name}`).join('  ')}`);
+  if (r.predictedDowntimeMs !== undefined) {
+    const parts = r.predictedParts ? ` (${Object.entries(r.predictedParts).map(([k, v]) => `${k.replace(/Ms$/, "")} ${formatDuration(Number(v))}`).join(' + ')})` : '';
+    lines.push(`    predicted downtime ${formatDuration(r.predictedDowntimeMs)}${parts}`);
+  }
+  if (r.keptCopy) lines.push(`    copy kept for a look: ${r.keptCopy}`);
+  return lines;
 }
 
 export function renderSmoke(report: SmokeReport, title: string): string {

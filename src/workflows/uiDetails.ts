@@ -23,6 +23,11 @@ export function publishUiDetails(status: OperationStatus): void {
     const label = windowLabel({ start: Date.parse(status.window.start), end: Date.parse(status.window.end), timeZone: status.window.timeZone });
     lines.push(`- **maintenance window:** ${status.phase === 'waiting-for-window' ? `waiting for window ${label}` : label}${status.window.note ? ` (passed over: ${status.window.note})` : ''}`);
   }
+  if (status.plan?.rehearsal) {
+    const r = status.plan.rehearsal;
+    const predicted = r.predictedDowntimeMs !== undefined ? `; predicted downtime ${seconds(r.predictedDowntimeMs)}` : '';
+    lines.push(`- **rehearsal (${r.policy}):** ${r.line}${predicted}`);
+  }
   if (status.tagMoved) {
     const m = status.tagMoved;
     lines.push(`- **tag moved:** ${m.tag} points to ${m.currentSha.slice(0, 12)} since the plan; the planned commit ${m.plannedSha.slice(0, 12)} is deployed`);
