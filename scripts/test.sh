@@ -49,11 +49,11 @@ fi
 # Three files at a time on 2 cores: most of an end-to-end test is waiting (servers starting,
 # heartbeat timeouts, smoke polls), and each file has its own ports, databases and dirs. Four
 # overloaded the machine (the BEAM projector fell behind, bad-input passed 15 minutes). The
-# timeout is per file: bad-input runs 106 cases in one file.
+# timeout is per file: bad-input runs 106 cases in one file. The runner prints each file's wall
+# and CPU time and, last, a table of them and the failed tests by name.
+alone_args=()
+for f in "${alone[@]}"; do alone_args+=(--alone "$f"); done
 status=0
-if [ ${#alone[@]} -gt 0 ]; then
-  node --test --test-concurrency=1 --test-timeout=1800000 "${alone[@]}" || status=$?
-fi
-node --test --test-concurrency="${DG_TEST_CONCURRENCY:-3}" --test-timeout=1800000 "${files[@]}" || status=$?
+node dist/scripts/run-test-files.js --concurrency "${DG_TEST_CONCURRENCY:-3}" --timeout 1800000 "${alone_args[@]}" "${files[@]}" || status=$?
 echo "test: suite finished in $(( $(date +%s) - started ))s"
 exit "$status"

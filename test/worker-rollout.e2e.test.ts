@@ -67,7 +67,7 @@ async function swapToB(d: E2eDeployment, workerA: WorkerProcess): Promise<string
   const meanwhile = await d.cli(['status', d.name]);
   assert.equal(meanwhile.exitCode, 5, meanwhile.stdout + meanwhile.stderr);
   // Its worker is gone: either no poller is seen, or the last one does not answer (within 10 s).
-  assert.match(meanwhile.stderr, /cannot read the status of .*: (no worker polls task queue "[^"]+"|the worker that last polled task queue "[^"]+" .* does not answer)/);
+  assert.match(meanwhile.stderr, /cannot read the status of .*: (no worker (polls|answered for) task queue "[^"]+"|the worker that last polled task queue "[^"]+" .* does not answer)/);
   assert.match(meanwhile.stderr, /start the worker \(dg-upgrade worker/);
   const workerB = await d.startWorker();
   const buildB = await reportedBuild(workerB);
