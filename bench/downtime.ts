@@ -25,7 +25,8 @@ import { runDirOf, getDeployment, loadProfileFile } from '../src/config/profile.
 import { runtimeEnv } from '../src/activities/deployment.js';
 import { setProfilePath } from '../src/activities/deployment.js';
 import { createE2eDeployment, editProfile, PROJECT_ROOT, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
-import { ADMIN_DATABASE_URL, dropDatabasesWithPrefix } from '../test/support/postgres.js';
+import { ADMIN_DATABASE_URL, databaseUrlFor, dropDatabasesWithPrefix, withAdmin } from '../test/support/postgres.js';
+import { fillEventLog } from './support/bulkEvents.js';
 import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { PAYLOAD_CONVERTER_PATH, WORKFLOWS_PATH } from '../src/worker/bundle.js';
@@ -36,56 +37,10 @@ import { describeDiskWindow, diskWindow, waitForQuietDisk, type DiskWindow } fro
 const pairs = Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? '8,1024,4096').split(',').map(Number);
 const COMPILE_MS = '1500';
-const BYTES_PER_ROW = 820; // measured: realistic envelopes with their indexes
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = ADMIN_DATABASE_URL): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-function urlOf(db: string): string {
-  const u = new URL(ADMIN_DATABASE_URL);
-  u.pathname = `/${db}`;
-  return u.toString();
-}
-
-/** Bulk events in a tenant of their own, envelopes as the write API stores them; the projection cursors moved past them. */
-async function fillEventLog(db: string, targetMiB: number): Promise<void> {
-  await admin(async (c) => {
-    const size = Number((await c.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n);
-    const rows = Math.max(0, Math.floor((targetMiB * 1024 * 1024 - size) / BYTES_PER_ROW));
-    for (let done = 0; done < rows; done += 100_000) {
-      const n = Math.min(100_000, rows - done);
-      await c.query(
-        `INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload, event_id, idempotency_key, envelope)
-         SELECT 'bench-bulk', 'trace-bulk-' || lpad((i % 5000)::text, 5, '0'), CASE WHEN i % 2 = 0 THEN 'policy.evaluated' ELSE 'trace.annotated' END,
-                CASE WHEN i % 2 = 0 THEN jsonb_build_object('policy_id', 'bulk_policy_' || (i % 4), 'outcome', CASE WHEN i % 3 = 0 THEN 'fail' ELSE 'pass' END)
-                     ELSE jsonb_build_object('note', 'bulk note ' || i, 'actor', 'dgu-bulk') END,
-                'bulk-' || i, 'bulk-' || i,
-                jsonb_build_object('event_id', 'bulk-' || i, 'idempotency_key', 'bulk-' || i,
-                  'event_type', CASE WHEN i % 2 = 0 THEN 'policy.evaluated' ELSE 'trace.annotated' END,
-                  'trace_id', 'trace-bulk-' || lpad((i % 5000)::text, 5, '0'), 'trace_seq', i, 'occurred_at', now(),
-                  'actor', jsonb_build_object('actor_type', 'service', 'actor_id', 'dgu-bulk'),
-                  'source', jsonb_build_object('producer_id', 'dgu-bulk', 'system', 'dg-upgrade-bench', 'subsystem', 'generator'),
-                  'payload', jsonb_build_object('policy_id', 'bulk_policy_' || (i % 4), 'outcome', 'pass'))
-           FROM generate_series($1::bigint, $2::bigint) i`,
-        [done + 1, done + n],
-      );
-      process.stderr.write(`  ${db}: ${done + n}/${rows} bulk rows\n`);
-    }
-    await c.query(`UPDATE dg_projection_cursors SET last_log_seq = (SELECT max(log_seq) FROM dg_event_log), updated_at = now()`);
-    await c.query('VACUUM ANALYZE dg_event_log');
-  }, urlOf(db));
-}
-
 async function sizeMiB(db: string): Promise<number> {
-  return admin(async (c) => Number((await c.query('SELECT pg_database_size($1)::bigint AS n', [db])).rows[0].n) / 1024 / 1024);
+  return withAdmin(async (c) => Number((await c.query('SELECT pg_database_size($1)::bigint AS n', [db])).rows[0].n) / 1024 / 1024);
 }
 
 /**
@@ -99,7 +54,7 @@ async function deploymentFrom(temporal: TestTemporal, label: string, template: s
   let rawDisk: DiskWindow | undefined;
   try {
     editProfile(d, (p) => (p.toolchain.env.DG_FIXTURE_COMPILE_MS = COMPILE_MS));
-    await admin(async (c) => {
+    await withAdmin(async (c) => {
       await c.query(`DROP DATABASE "${d.db.name}" WITH (FORCE)`);
       await c.query('CHECKPOINT');
       const disk = diskWindow();
@@ -299,7 +254,7 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
     const rawAfter = `${d.db.name}_rawafter`;
     try {
       await d.stopRuntime();
-      rawAfterMs = await admin(async (c) => {
+      rawAfterMs = await withAdmin(async (c) => {
         await c.query('CHECKPOINT');
         const disk = diskWindow();
         const t0 = performance.now();
@@ -311,7 +266,7 @@ async function dgUpgradeRun(temporal: TestTemporal, label: string, template: str
     } catch (err) {
       process.stderr.write(`# raw FILE_COPY after the rollback failed: ${(err as Error).message}\n`);
     } finally {
-      await admin((c) => c.query(`DROP DATABASE IF EXISTS "${rawAfter}" WITH (FORCE)`)).catch(() => {});
+      await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS "${rawAfter}" WITH (FORCE)`)).catch(() => {});
     }
     run = { downtime: upDown.downtime, failedProbes: upDown.failed, total, rawCopyMs, rawAfterMs, rollbackDowntime, rollbackTotal, steps, rollbackSteps, copyStatementMs: copy.statementMs, copyWaits: copy.waits, rawDisk, copyDisk: copy.disk, rawAfterDisk };
   } finally {
@@ -415,7 +370,7 @@ try {
       await waitCaughtUp(g);
       await g.stopRuntime();
       await fillEventLog(g.db.name, size);
-      await admin(async (c) => {
+      await withAdmin(async (c) => {
         await c.query('CHECKPOINT');
         await c.query(`CREATE DATABASE "${gold}" TEMPLATE "${g.db.name}" STRATEGY FILE_COPY`);
       });

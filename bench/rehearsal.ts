@@ -8,58 +8,16 @@
  *   node dist/bench/rehearsal.js [runs=2] [sizes=8,128]
  * Acceptance: the prediction within 25 % or 0.5 s of the measured downtime.
  */
-import pg from 'pg';
 import { createE2eDeployment, editProfile, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
-import { ADMIN_DATABASE_URL, dropDatabasesWithPrefix } from '../test/support/postgres.js';
+import { databaseUrlFor, dropDatabasesWithPrefix, withAdmin } from '../test/support/postgres.js';
+import { fillEventLog } from './support/bulkEvents.js';
 import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
 import { downtimeOf, median, medianRange, startProber } from './support/healthProber.js';
 
 const runs = Number(process.argv[2] ?? 2);
 const sizes = (process.argv[3] ?? '8,128').split(',').map(Number);
 const COMPILE_MS = '1500';
-const BYTES_PER_ROW = 820; // bench/downtime.ts: realistic envelopes with their indexes
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = ADMIN_DATABASE_URL): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-function urlOf(db: string): string {
-  const u = new URL(ADMIN_DATABASE_URL);
-  u.pathname = `/${db}`;
-  return u.toString();
-}
-
-/** Bulk events in a tenant of their own (the same rows as bench/downtime.ts), the projection cursors moved past them. */
-async function fillEventLog(db: string, targetMiB: number): Promise<void> {
-  await admin(async (c) => {
-    const size = Number((await c.query('SELECT pg_database_size(current_database())::bigint AS n')).rows[0].n);
-    const rows = Math.max(0, Math.floor((targetMiB * 1024 * 1024 - size) / BYTES_PER_ROW));
-    for (let done = 0; done < rows; done += 100_000) {
-      const n = Math.min(100_000, rows - done);
-      await c.query(
-        `INSERT INTO dg_event_log (tenant_id, trace_id, event_type, payload, event_id, idempotency_key, envelope)
-         SELECT 'bench-bulk', 'trace-bulk-' || lpad((i % 5000)::text, 5, '0'), 'trace.annotated',
-                jsonb_build_object('note', 'bulk note ' || i, 'actor', 'dgu-bulk'), 'bulk-' || i, 'bulk-' || i,
-                jsonb_build_object('event_id', 'bulk-' || i, 'idempotency_key', 'bulk-' || i, 'event_type', 'trace.annotated',
-                  'trace_id', 'trace-bulk-' || lpad((i % 5000)::text, 5, '0'), 'trace_seq', i, 'occurred_at', now(),
-                  'actor', jsonb_build_object('actor_type', 'service', 'actor_id', 'dgu-bulk'),
-                  'source', jsonb_build_object('producer_id', 'dgu-bulk', 'system', 'dg-upgrade-bench', 'subsystem', 'generator'),
-                  'payload', jsonb_build_object('note', 'bulk note ' || i))
-           FROM generate_series($1::bigint, $2::bigint) i`,
-        [done + 1, done + n],
-      );
-    }
-    await c.query(`UPDATE dg_projection_cursors SET last_log_seq = (SELECT max(log_seq) FROM dg_event_log), updated_at = now()`);
-    await c.query('VACUUM ANALYZE dg_event_log');
-  }, urlOf(db));
-}
 
 interface Run {
   sizeMiB: number;
@@ -80,7 +38,7 @@ async function oneRun(temporal: TestTemporal, label: string, gold: string): Prom
       p.toolchain.env.DG_FIXTURE_COMPILE_MS = COMPILE_MS;
       p.rehearsal = { policy: 'advisory' };
     });
-    await admin(async (c) => {
+    await withAdmin(async (c) => {
       await c.query(`DROP DATABASE "${d.db.name}" WITH (FORCE)`);
       await c.query(`CREATE DATABASE "${d.db.name}" TEMPLATE "${gold}" STRATEGY FILE_COPY`);
     });
@@ -104,7 +62,7 @@ async function oneRun(temporal: TestTemporal, label: string, gold: string): Prom
     if (final.outcome !== 'succeeded') throw new Error(`upgrade did not succeed: ${final.summary}`);
     const upgradeSteps = Object.fromEntries(final.steps.filter((s: any) => s.durationMs !== undefined).map((s: any) => [s.name, s.durationMs]));
     return {
-      sizeMiB: await admin(async (c) => Number((await c.query('SELECT pg_database_size($1)::bigint AS n', [d.db.name])).rows[0].n) / 1048576),
+      sizeMiB: await withAdmin(async (c) => Number((await c.query('SELECT pg_database_size($1)::bigint AS n', [d.db.name])).rows[0].n) / 1048576),
       rehearsalMs: step('rehearsal'),
       copyMs: rehearsal.copyMs,
       buildMs: step('build'),
@@ -132,7 +90,7 @@ try {
       await waitCaughtUp(g);
       await g.stopRuntime();
       await fillEventLog(g.db.name, size);
-      await admin(async (c) => {
+      await withAdmin(async (c) => {
         await c.query('CHECKPOINT');
         await c.query(`CREATE DATABASE "${gold}" TEMPLATE "${g.db.name}" STRATEGY FILE_COPY`);
       });

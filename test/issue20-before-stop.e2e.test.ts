@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createRunningDeployment, editProfile, getJson, listDatabases, type CliResult, type E2eDeployment } from './support/e2e.js';
+import { createRunningDeployment, editProfile, getJson, listDatabases, type CliResult, type E2eDeployment, whileServing } from './support/e2e.js';
 import { ADMIN_DATABASE_URL } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
@@ -30,32 +30,6 @@ after(async () => {
 
 function errorLine(r: CliResult): string {
   return r.stderr.split('\n').find((l) => l.startsWith('dg-upgrade: error: ')) ?? '';
-}
-
-/** Polls /api/healthz every 50 ms while `fn` runs; returns what fn returned and every non-200 seen. */
-async function whileServing<T>(fn: () => Promise<T>): Promise<{ value: T; outages: string[]; versions: Set<string> }> {
-  const outages: string[] = [];
-  const versions = new Set<string>();
-  let stop = false;
-  const poller = (async () => {
-    while (!stop) {
-      try {
-        const h = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
-        if (h.status !== 200) outages.push(`${new Date().toISOString()} HTTP ${h.status}`);
-        else versions.add(String(h.body.version));
-      } catch (err) {
-        outages.push(`${new Date().toISOString()} ${(err as Error).message}`);
-      }
-      await sleep(50);
-    }
-  })();
-  try {
-    const value = await fn();
-    return { value, outages, versions };
-  } finally {
-    stop = true;
-    await poller;
-  }
 }
 
 async function noRunLeft(): Promise<void> {
@@ -101,7 +75,7 @@ describe('(c) plan refuses a backup dir it cannot write, nothing stopped', () =>
       const dir = c.dir();
       const restore = editProfile(d, (x) => (x.backups.dir = dir));
       try {
-        const { value: r, outages, versions } = await whileServing(() => d.cli(['plan', '-d', d.name, '--to', 'v0.2.0']));
+        const { value: r, outages, versions } = await whileServing(d.port, () => d.cli(['plan', '-d', d.name, '--to', 'v0.2.0']));
         assert.equal(r.exitCode, 15, `${r.stdout}\n${r.stderr}`);
         const line = errorLine(r);
         assert.match(line, /refused at plan time, nothing was stopped or changed/);
@@ -200,7 +174,7 @@ describe('after an upgrade to v0.2.0', () => {
     writeFileSync(dump, bytes);
     const databases = await listDatabases(d.db.name);
     try {
-      const { value: r, outages, versions } = await whileServing(() => d.cli(['rollback', '-d', d.name, '--follow']));
+      const { value: r, outages, versions } = await whileServing(d.port, () => d.cli(['rollback', '-d', d.name, '--follow']));
       assert.equal(r.exitCode, 14, `${r.stdout}\n${r.stderr}`);
       const all = r.stdout + r.stderr;
       assert.match(all, /rollback refused before anything was stopped/);
@@ -226,7 +200,7 @@ describe('after an upgrade to v0.2.0', () => {
     await other.connect();
     try {
       const databases = await listDatabases(d.db.name);
-      const { value: r, outages, versions } = await whileServing(() => d.cli(['rollback', '-d', d.name, '--follow']));
+      const { value: r, outages, versions } = await whileServing(d.port, () => d.cli(['rollback', '-d', d.name, '--follow']));
       assert.equal(r.exitCode, 15, `${r.stdout}\n${r.stderr}`);
       const all = r.stdout + r.stderr;
       assert.match(all, /rollback refused before anything was stopped.*other session\(s\) connected to database .*dgu-other-client/);

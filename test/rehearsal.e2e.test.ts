@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createRunningDeployment, databaseFacts, editProfile, getJson, listDatabases, processesWithEnv, waitForStatus, type CliResult, type E2eDeployment } from './support/e2e.js';
+import { createRunningDeployment, databaseFacts, editProfile, getJson, listDatabases, processesWithEnv, waitForStatus, type CliResult, type E2eDeployment, whileServing } from './support/e2e.js';
 import { ADMIN_DATABASE_URL, databaseUrlFor } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 import { eventLogRows, startTraffic } from './support/traffic.js';
@@ -46,34 +46,6 @@ function errorLine(r: CliResult): string {
   return r.stderr.split('\n').find((l) => l.startsWith('dg-upgrade: error: ')) ?? '';
 }
 
-/** Polls /api/healthz every 50 ms while `fn` runs; returns what fn returned and every failed probe. */
-async function whileServing<T>(fn: () => Promise<T>): Promise<{ value: T; outages: string[]; versions: Set<string>; probes: number }> {
-  const outages: string[] = [];
-  const versions = new Set<string>();
-  let stop = false;
-  let probes = 0;
-  const poller = (async () => {
-    while (!stop) {
-      probes++;
-      try {
-        const h = await getJson(`http://127.0.0.1:${d.port}/api/healthz`);
-        if (h.status !== 200) outages.push(`${new Date().toISOString()} HTTP ${h.status}`);
-        else versions.add(String(h.body.version));
-      } catch (err) {
-        outages.push(`${new Date().toISOString()} ${(err as Error).message}`);
-      }
-      await sleep(50);
-    }
-  })();
-  try {
-    const value = await fn();
-    return { value, outages, versions, probes };
-  } finally {
-    stop = true;
-    await poller;
-  }
-}
-
 /** What must not change: per-table rows, the event log (max seq and checksum), the checkout, the runtime's pid. */
 async function liveState() {
   const facts = await databaseFacts(d.databaseUrl);
@@ -103,7 +75,7 @@ async function assertNothingLeft(): Promise<void> {
 }
 
 async function rehearse(to: string): Promise<{ r: CliResult; json: any; outages: string[]; versions: Set<string>; probes: number }> {
-  const { value: r, outages, versions, probes } = await whileServing(() => d.cli(['rehearse', '--deployment', d.name, '--to', to, '--json']));
+  const { value: r, outages, versions, probes } = await whileServing(d.port, () => d.cli(['rehearse', '--deployment', d.name, '--to', to, '--json']));
   let json: any;
   try {
     json = JSON.parse(r.stdout);
@@ -221,7 +193,7 @@ describe('the upgrade rehearses before its approval (rehearsal.policy)', () => {
     try {
       await settleInbox();
       const before = await liveState();
-      const { value: r, outages } = await whileServing(() => d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--follow', '--json']));
+      const { value: r, outages } = await whileServing(d.port, () => d.cli(['upgrade', '-d', d.name, '--to', 'v0.2.1', '--yes', '--follow', '--json']));
       assert.equal(r.exitCode, 15, `${r.stdout}\n${r.stderr}`);
       assert.match(errorLine(r), /rehearsal of v0\.2\.1 failed at migrateCopy: .*42703 \(undefined_column\).*refused before the approval \(rehearsal\.policy "required"\), nothing was stopped/);
       const status = JSON.parse(r.stdout).status;
@@ -241,7 +213,7 @@ describe('the upgrade rehearses before its approval (rehearsal.policy)', () => {
     try {
       await settleInbox();
       const before = await liveState();
-      const { value: r, outages } = await whileServing(() => d.cli(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes', '--follow']));
+      const { value: r, outages } = await whileServing(d.port, () => d.cli(['upgrade', '-d', d.name, '--to', 'v0.3.0', '--yes', '--follow']));
       assert.equal(r.exitCode, 15, `${r.stdout}\n${r.stderr}`);
       assert.match(errorLine(r), /failed at smokeCopy: smoke checks failed on v0\.3\.0: .*console renders an error panel/);
       assert.deepEqual(outages, [], 'no failed probe');

@@ -4,9 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import pg from 'pg';
 import { createE2eDeployment, editProfile, getJson, listDatabases, waitCaughtUp, type CliResult, type E2eDeployment } from './support/e2e.js';
-import { ADMIN_DATABASE_URL } from './support/postgres.js';
+import { withAdmin } from './support/postgres.js';
 import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 
 // Issue 20, item 5: a database that lives in a tablespace of its own, on a filesystem of its own.
@@ -19,18 +18,8 @@ let mount: string;
 const tablespace = `dgu_ts_${process.pid}`;
 const FS_MIB = 600;
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
 const tablespaceOf = (db: string) =>
-  admin(async (c) => (await c.query('SELECT t.spcname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = $1', [db])).rows[0]?.spcname as string);
+  withAdmin(async (c) => (await c.query('SELECT t.spcname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = $1', [db])).rows[0]?.spcname as string);
 
 /** Leaves about `freeMiB` free on the tablespace's filesystem; returns the undo. */
 function fillTo(freeMiB: number): () => void {
@@ -50,9 +39,9 @@ before(async () => {
   mount = mkdtempSync(path.join(os.tmpdir(), 'dgu-tblsp-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${FS_MIB}m,mode=0700`, 'tmpfs', mount]);
   execFileSync('chown', ['postgres:postgres', mount]);
-  await admin((c) => c.query(`CREATE TABLESPACE ${tablespace} LOCATION '${mount}'`));
+  await withAdmin((c) => c.query(`CREATE TABLESPACE ${tablespace} LOCATION '${mount}'`));
   d = await createE2eDeployment(temporal, 'tblsp');
-  await admin((c) => c.query(`ALTER DATABASE "${d.db.name}" SET TABLESPACE ${tablespace}`));
+  await withAdmin((c) => c.query(`ALTER DATABASE "${d.db.name}" SET TABLESPACE ${tablespace}`));
   await d.bootstrap();
   await waitCaughtUp(d);
   await d.startWorker();
@@ -62,7 +51,7 @@ after(async () => {
   await d?.dispose();
   await temporal?.dispose();
   // Every database in the tablespace goes first (dispose drops the deployment's own).
-  await admin(async (c) => {
+  await withAdmin(async (c) => {
     const { rows } = await c.query('SELECT datname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE t.spcname = $1', [tablespace]);
     for (const r of rows) await c.query(`DROP DATABASE IF EXISTS "${r.datname}" WITH (FORCE)`);
     await c.query(`DROP TABLESPACE IF EXISTS ${tablespace}`);

@@ -98,7 +98,9 @@ async function stuckState(temporal: TestTemporal, d: E2eDeployment, status: any)
   return parts.join('\n');
 }
 
-const fingerprint = (s: any) => JSON.stringify(s?.steps?.map((st: any) => [st.name, st.state]) ?? []);
+// Progress is any change of phase, outcome or step state: a run that finished its rollback child
+// may show the same steps as at the crash (the child's work is behind one step) but not the same phase.
+const fingerprint = (s: any) => JSON.stringify([s?.phase, s?.outcome, s?.steps?.map((st: any) => [st.name, st.state]) ?? []]);
 
 /**
  * Runs an upgrade, SIGKILLs its worker at `failpoint`, starts a new worker, and checks the run

@@ -148,6 +148,34 @@ export async function getJson(url: string, headers: Record<string, string> = {})
 }
 
 /** Waits until the running app's projector has caught up, so database facts are stable. */
+/** Polls the app's /api/healthz every 50 ms while `fn` runs; returns what fn returned, every failed probe and the versions seen. */
+export async function whileServing<T>(port: number, fn: () => Promise<T>): Promise<{ value: T; outages: string[]; versions: Set<string>; probes: number }> {
+  const outages: string[] = [];
+  const versions = new Set<string>();
+  let stop = false;
+  let probes = 0;
+  const poller = (async () => {
+    while (!stop) {
+      probes++;
+      try {
+        const h = await getJson(`http://127.0.0.1:${port}/api/healthz`);
+        if (h.status !== 200) outages.push(`${new Date().toISOString()} HTTP ${h.status}`);
+        else versions.add(String(h.body.version));
+      } catch (err) {
+        outages.push(`${new Date().toISOString()} ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  try {
+    const value = await fn();
+    return { value, outages, versions, probes };
+  } finally {
+    stop = true;
+    await poller;
+  }
+}
+
 export async function waitCaughtUp(d: SampleDeployment, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -17,13 +17,14 @@ export function databaseUrlFor(name: string, base = ADMIN_DATABASE_URL): string 
   return url.toString();
 }
 
-async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+/** One session as the admin user (on the admin database, or on `url`), closed after `fn`. */
+export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>, url = ADMIN_DATABASE_URL): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
   try {
     await client.connect();
   } catch (err) {
     throw new Error(
-      `Cannot reach PostgreSQL at ${redact(ADMIN_DATABASE_URL)} (${(err as Error).message}). ` +
+      `Cannot reach PostgreSQL at ${redact(url)} (${(err as Error).message}). ` +
         'Start the local server (pg_ctlcluster 15 main start) or set DG_TEST_ADMIN_DATABASE_URL.',
     );
   }
