@@ -25,7 +25,7 @@ import { runDirOf, getDeployment, loadProfileFile } from '../src/config/profile.
 import { runtimeEnv } from '../src/activities/deployment.js';
 import { setProfilePath } from '../src/activities/deployment.js';
 import { createE2eDeployment, editProfile, PROJECT_ROOT, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
-import { ADMIN_DATABASE_URL, databaseUrlFor, dropDatabasesWithPrefix, withAdmin } from '../test/support/postgres.js';
+import { ADMIN_DATABASE_URL, dropDatabasesWithPrefix, withAdmin } from '../test/support/postgres.js';
 import { fillEventLog } from './support/bulkEvents.js';
 import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
@@ -170,7 +170,6 @@ function startCopyWatch(live: string): { stop(): Promise<{ statementMs?: number;
 
 type Kind = 'dg' | 'guide' | 'online';
 const KINDS: readonly Kind[] = ['dg', 'guide', 'online'];
-const KIND_LABEL: Record<Kind, string> = { dg: 'dg-upgrade', guide: 'guide by hand', online: 'online-dump' };
 
 interface Run {
   downtime: number;

@@ -9,7 +9,7 @@
  * Acceptance: the prediction within 25 % or 0.5 s of the measured downtime.
  */
 import { createE2eDeployment, editProfile, waitCaughtUp, type E2eDeployment } from '../test/support/e2e.js';
-import { databaseUrlFor, dropDatabasesWithPrefix, withAdmin } from '../test/support/postgres.js';
+import { dropDatabasesWithPrefix, withAdmin } from '../test/support/postgres.js';
 import { fillEventLog } from './support/bulkEvents.js';
 import { startTestTemporal, type TestTemporal } from '../test/support/temporal.js';
 import { downtimeOf, median, medianRange, startProber } from './support/healthProber.js';

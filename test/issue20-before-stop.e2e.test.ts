@@ -16,7 +16,6 @@ import { startTestTemporal, type TestTemporal } from './support/temporal.js';
 let temporal: TestTemporal;
 let d: E2eDeployment;
 let scratch: string;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   temporal = await startTestTemporal();
