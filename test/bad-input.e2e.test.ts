@@ -740,7 +740,7 @@ async function execFileAsNobody(args: string[]): Promise<CliResult> {
 async function waitForPhase(phase: string, wrong: string[] = [], timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await cli(['status', d.name, '--json']);
+    const r = await d.statusJson();
     if (r.exitCode === 0) {
       const s = JSON.parse(r.stdout);
       if (s.phase === phase) return;

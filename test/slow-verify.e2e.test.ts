@@ -78,7 +78,7 @@ test('a restore verification slower than the heartbeat timeout completes on its 
   // While it verifies, `status` shows how far the digest is (the rollback child's heartbeats).
   let seen: any;
   for (const deadline = Date.now() + 240_000; !seen && Date.now() < deadline; ) {
-    const s = await d.cli(['status', d.name, '--json']);
+    const s = await d.statusJson();
     const progress = s.exitCode === 0 ? (JSON.parse(s.stdout).progress ?? []) : [];
     seen = progress.find((p: any) => p.activity === 'verifyRestored' && /event-log digest: [\d,]+ (of ~[\d,]+ )?rows/.test(p.detail ?? ''));
     if (!seen) await new Promise((r) => setTimeout(r, 250));

@@ -42,7 +42,7 @@ async function assertUnchanged(): Promise<void> {
 async function waitForPhase(phase: string, timeoutMs = 60_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await d.cli(['status', d.name, '--json']);
+    const r = await d.statusJson();
     if (r.exitCode === 0) {
       const s = JSON.parse(r.stdout);
       if (s.phase === phase || s.steps?.some((st: any) => st.name === phase && st.state === 'running')) return s;

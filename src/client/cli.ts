@@ -16,6 +16,7 @@ import {
   runPlan,
   startOperation,
   startUpgrade,
+  statusReport,
   stuckRunError,
   troubleText,
   watchStatus,
@@ -438,12 +439,12 @@ const commands: Record<string, Command> = {
       return withSession(async (session) => {
         const which = target(values, positionals);
         const handle = handleFor(session, which);
-        await describeOrFail(handle);
-        if (values.follow) return follow(session, handle.workflowId, values.json);
-        const { runCodeOfHistory, renderRunCode } = await import('./codeVersion.js');
-        const read = await readStatus(handle);
-        const history = await handle.fetchHistory();
-        const status = { ...(await withCancelRequest(handle, read, history)), code: runCodeOfHistory(history) };
+        if (values.follow) {
+          await describeOrFail(handle);
+          return follow(session, handle.workflowId, values.json);
+        }
+        const { renderRunCode } = await import('./codeVersion.js');
+        const status = await statusReport(session, which);
         out(values.json ? JSON.stringify(status, null, 2) : `${renderStatus(status)}\n${renderRunCode(status.code)}\nTemporal UI: ${workflowUiLink(session.settings, handle.workflowId)}`);
         return EXIT.ok;
       });

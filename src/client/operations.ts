@@ -20,6 +20,7 @@ import { activityProgress } from './progress.js';
 import { temporalSettings, type TemporalSettings } from './temporalConnection.js';
 import { errorChainText, queryStatus, START_WORKER_HINT } from './runQuery.js';
 import { statusOfFinishedRun } from './finishedRun.js';
+import { withCancelRequest } from './cancelRequest.js';
 
 export interface Session {
   client: Client;
@@ -27,10 +28,10 @@ export interface Session {
   close(): Promise<void>;
 }
 
-export async function connect(): Promise<Session> {
+export async function connect(env: NodeJS.ProcessEnv = process.env): Promise<Session> {
   let settings: TemporalSettings;
   try {
-    settings = temporalSettings();
+    settings = temporalSettings(env);
   } catch (err) {
     throw new CliError((err as Error).message, EXIT.badInput, 'fix the TEMPORAL_* environment (see dg-upgrade --help)');
   }
@@ -171,6 +172,16 @@ export async function runPlan(session: Session, d: ResolvedDeployment, targetRef
 export function handleFor(session: Session, deploymentOrId: { deployment?: string; workflowId?: string }): WorkflowHandle {
   const id = deploymentOrId.workflowId ?? lockWorkflowId(deploymentOrId.deployment!);
   return session.client.workflow.getHandle(id);
+}
+
+/** What `dg-upgrade status --json` prints: the run's status, the cancel request it holds and the code that ran it. */
+export async function statusReport(session: Session, which: { deployment?: string; workflowId?: string }) {
+  const handle = handleFor(session, which);
+  await describeOrFail(handle);
+  const { runCodeOfHistory } = await import('./codeVersion.js');
+  const read = await readStatus(handle);
+  const history = await handle.fetchHistory();
+  return { ...(await withCancelRequest(handle, read, history)), code: runCodeOfHistory(history) };
 }
 
 export async function describeOrFail(handle: WorkflowHandle) {

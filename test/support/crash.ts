@@ -53,7 +53,7 @@ export async function waitForFile(file: string, timeoutMs: number): Promise<void
 }
 
 async function statusOf(d: E2eDeployment): Promise<any> {
-  const r = await d.cli(['status', d.name, '--json']);
+  const r = await d.statusJson();
   return r.exitCode === 0 ? JSON.parse(r.stdout) : undefined;
 }
 
@@ -146,14 +146,14 @@ export async function runCrashCase(temporal: TestTemporal, label: string, c: Cra
         const attempts = await pendingActivityAttempts(temporal, d.name);
         const resumed = attempts.find((a) => a.startedAt > killedAt && a.attempt > (interrupted.find((i) => i.id === a.id)?.attempt ?? 0));
         if (resumed) resumeMs = resumed.startedAt - killedAt;
-        else await sleep(100);
+        else await sleep(250);
       }
     })();
     while (recoveryMs < 0) {
       const s = await statusOf(d);
       if (fingerprint(s) !== snapshot) recoveryMs = Date.now() - killedAt;
       else if (Date.now() - killedAt > 120_000) throw new Error(`no progress within 120 s after the crash at ${c.failpoint}: ${await stuckState(temporal, d, s)}`);
-      else await sleep(100);
+      else await sleep(250);
     }
     await watchResume;
     if (resumeMs < 0) resumeMs = recoveryMs;

@@ -13,6 +13,8 @@ import { createTestDatabase, type TestDatabase } from './postgres.js';
 import { freePort } from './ports.js';
 import type { TestTemporal } from './temporal.js';
 import { filesUnder, findSecrets } from './secrets.js';
+import { connect, statusReport, type Session } from '../../src/client/operations.js';
+import { CliError } from '../../src/client/exitCodes.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(PROJECT_ROOT, 'bin', 'dg-upgrade.js');
@@ -36,6 +38,12 @@ export interface E2eDeployment extends SampleDeployment {
   worker?: WorkerProcess;
   startWorker(extraEnv?: Record<string, string>): Promise<WorkerProcess>;
   cli(args: string[], opts?: { env?: Record<string, string> }): Promise<CliResult>;
+  /**
+   * `dg-upgrade status <target> --json` run in this process over one kept connection: the same
+   * code as the CLI's (statusReport), its JSON on stdout, its exit code and error line. For the
+   * polling loops of the tests: a CLI process per poll costs about half a CPU-second.
+   */
+  statusJson(target?: string[]): Promise<CliResult>;
   /** stdout and stderr of every `cli` call, for the secret search. */
   cliOutputs: string[];
   /** The worker log files (in the deployment's dir). */
@@ -58,6 +66,7 @@ export async function createE2eDeployment(
   const baseEnv = { ...temporalEnv, DG_UPGRADE_PROFILE: sample.profilePath, ...sample.env };
   const workers: WorkerProcess[] = [];
   const cliOutputs: string[] = [];
+  let session: Promise<Session> | undefined;
   const deployment: E2eDeployment = {
     ...sample,
     db,
@@ -107,7 +116,25 @@ export async function createE2eDeployment(
       cliOutputs.push(`${String(r.stdout)}\n${String(r.stderr)}`);
       return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
     },
+    async statusJson(target = [name]) {
+      session ??= connect(baseEnv).catch((err) => {
+        session = undefined;
+        throw err;
+      });
+      const i = target.indexOf('--workflow-id');
+      const which = i >= 0 ? { workflowId: target[i + 1] } : { deployment: target[0] };
+      let r: CliResult;
+      try {
+        r = { exitCode: 0, stdout: JSON.stringify(await statusReport(await session, which), null, 2), stderr: '' };
+      } catch (err) {
+        const e = err as CliError;
+        r = { exitCode: e instanceof CliError ? e.exitCode : 1, stdout: '', stderr: `dg-upgrade: error: ${e.message}${e instanceof CliError ? `\n  hint: ${e.hint}` : ''}` };
+      }
+      cliOutputs.push(`${r.stdout}\n${r.stderr}`);
+      return r;
+    },
     async dispose() {
+      await session?.then((s) => s.close()).catch(() => {});
       for (const w of workers) await w.kill('SIGKILL').catch(() => {});
       await sample.stopRuntime().catch(() => {});
       if (process.env.DGU_KEEP_TEST_DIRS) {
@@ -204,7 +231,7 @@ export async function waitForStatus(d: E2eDeployment, predicate: (status: any) =
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
-    const r = await d.cli(['status', ...args, '--json']);
+    const r = await d.statusJson(args);
     last = r.stdout + r.stderr;
     if (r.exitCode === 0) {
       const s = JSON.parse(r.stdout);

@@ -84,7 +84,7 @@ export async function followAcceptingDataLoss(
   let refusedAccepts = 0;
   let last = '';
   for (;;) {
-    const r = await d.cli(['status', ...target, '--json']);
+    const r = await d.statusJson(target);
     last = r.stdout + r.stderr;
     // The worker may be down (a crash test kills it once `until` holds): no status to read then.
     if (r.exitCode !== 0 && opts.until?.(undefined)) return { exitCode: -1, status: undefined, asked, refusedAccepts };
@@ -92,7 +92,7 @@ export async function followAcceptingDataLoss(
       const s = JSON.parse(r.stdout);
       if (opts.until?.(s)) return { exitCode: -1, status: s, asked, refusedAccepts };
       if (s.outcome) break;
-      const gate = s.rollbackWorkflowId ? JSON.parse((await d.cli(['status', '--workflow-id', s.rollbackWorkflowId, '--json'])).stdout || '{}') : s;
+      const gate = s.rollbackWorkflowId ? JSON.parse((await d.statusJson(['--workflow-id', s.rollbackWorkflowId])).stdout || '{}') : s;
       if (gate.phase === 'rollback-blocked') throw new Error(`the rollback is blocked, waiting for retry/abandon: ${gate.summary}`);
       if (gate.phase === 'awaiting-data-loss-approval' && gate.dataLoss) {
         const n = Number(gate.dataLoss.eventsAfterBackup);
@@ -102,7 +102,7 @@ export async function followAcceptingDataLoss(
           asked.push(n);
           // Wait for the gate to take it before looking again.
           for (let i = 0; i < 100; i++) {
-            const again = await d.cli(['status', '--workflow-id', gate.workflowId, '--json']);
+            const again = await d.statusJson(['--workflow-id', gate.workflowId]);
             const g = again.exitCode === 0 ? JSON.parse(again.stdout) : undefined;
             if (!g || g.phase !== 'awaiting-data-loss-approval' || Number(g.dataLoss?.eventsAfterBackup) !== n) break;
             await sleep(100);
@@ -112,7 +112,7 @@ export async function followAcceptingDataLoss(
       }
     }
     if (Date.now() > deadline) throw new Error(`run did not end: ${last}`);
-    await sleep(200);
+    await sleep(250);
   }
   const followed = await d.cli(['status', ...target, '--follow', '--json']);
   const parsed = JSON.parse(followed.stdout);
