@@ -65,6 +65,28 @@ test('item 1: a query whose deadline passes (the worker polled lately but is gon
   assert.match(noWorkerReason('q', undefined), /no worker answered for task queue "q"/);
 });
 
+test('item 1: a query our deadline ends as "1 CANCELLED: Call cancelled" is exit 5 too; one cancelled before the deadline is not "no worker"', async () => {
+  const cancelled = Object.assign(new Error('Failed to query Workflow'), { cause: Object.assign(new Error('1 CANCELLED: Call cancelled'), { code: 1 }) });
+  const realNow = Date.now;
+  const atDeadline = () => {
+    // The call ended when our deadline passed: the clock is past it.
+    const shifted = realNow() + QUERY_DEADLINE_MS + 10;
+    Date.now = () => shifted;
+    return Promise.reject(cancelled);
+  };
+  try {
+    await assert.rejects(queryStatus(fakeHandle([{ identity: '4242@node-a', secondsAgo: 9 }], atDeadline).handle, runningDesc), (err: unknown) => {
+      assert.ok(err instanceof CliError);
+      assert.equal(err.exitCode, EXIT.unavailable);
+      assert.match(err.message, /does not answer: it is down, stuck or overloaded; no answer within 8 s/);
+      return true;
+    });
+  } finally {
+    Date.now = realNow;
+  }
+  await assert.rejects(queryStatus(fakeHandle([{ identity: 'w', secondsAgo: 1 }], () => Promise.reject(cancelled)).handle, runningDesc), (err: unknown) => err === cancelled);
+});
+
 test("item 1: Temporal's own refusal (no poller seen lately, FAILED_PRECONDITION at once) is exit 5 too, not 'Failed to query Workflow' exit 1", async () => {
   const refused = Object.assign(new Error('Failed to query Workflow'), { cause: Object.assign(new Error('9 FAILED_PRECONDITION: no poller seen for task queue recently, worker may be down'), { code: 9 }) });
   const { handle } = fakeHandle([{ identity: '4242@node-a', secondsAgo: 3 }], () => Promise.reject(refused));

@@ -36,6 +36,14 @@ export function isNoAnswer(err: unknown): boolean {
   return false;
 }
 
+/** A call ended with gRPC CANCELLED (code 1): by its deadline when that has passed. */
+export function isCancelledCall(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e.code === 1 || (typeof e.message === 'string' && /\b1 CANCELLED\b|Call cancelled/.test(e.message))) return true;
+  }
+  return false;
+}
+
 /** The server refused the query at once: "no poller seen for task queue recently, worker may be down" (FAILED_PRECONDITION). */
 export function isNoPoller(err: unknown): boolean {
   for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
@@ -75,11 +83,13 @@ export function noWorkerError(workflowId: string, what: string, reason: string):
 export async function queryStatus(handle: WorkflowHandle, desc: WorkflowExecutionDescription, what = 'read the status of'): Promise<UpgradeStatus> {
   const pollers = await workflowPollers(handle, desc.taskQueue).catch(() => undefined);
   if (pollers && pollers.length === 0) throw noWorkerError(handle.workflowId, what, noWorkerReason(desc.taskQueue, pollers));
+  const deadline = Date.now() + QUERY_DEADLINE_MS;
   try {
-    return await handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query<UpgradeStatus>('status'));
+    return await handle.client.connection.withDeadline(deadline, () => handle.query<UpgradeStatus>('status'));
   } catch (err) {
     if (isNoPoller(err)) throw noWorkerError(handle.workflowId, what, `no worker polls task queue "${desc.taskQueue}" (Temporal has seen no poller of it lately: the worker is down)`);
-    if (!isNoAnswer(err)) throw err;
+    // Our deadline sometimes ends the call as "1 CANCELLED: Call cancelled" rather than DEADLINE_EXCEEDED.
+    if (!isNoAnswer(err) && !(isCancelledCall(err) && Date.now() >= deadline - 50)) throw err;
     const now = await workflowPollers(handle, desc.taskQueue).catch(() => undefined);
     throw noWorkerError(handle.workflowId, what, `${noWorkerReason(desc.taskQueue, now)}; no answer within ${QUERY_DEADLINE_MS / 1000} s`);
   }
