@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -11,6 +12,7 @@ import { checkOperatorFields, pushIgnored, quoted, SIGNAL_LIMITS } from '../src/
 import { PROJECT_ROOT } from './support/e2e.js';
 import { validateRefSyntax } from '../src/activities/git.js';
 import { sideDatabaseNames } from '../src/database/restore.js';
+import { sha256File } from '../src/database/postgres.js';
 import { approvedPart, canonicalJson, planHash } from '../src/domain/planHash.js';
 
 test('plan hash ignores key order and changes with content', () => {
@@ -146,4 +148,19 @@ test('a workflow task failing after a signal blames the signal payload only when
   assert.match(tooLarge!.message, /^Complete result exceeds size limit\. \(after the signal "reject" from ui\)$/);
   const undecodable = await troubleAfterSignal('Failed to decode payload: Unexpected token x in JSON at position 0');
   assert.match(undecodable!.message, /a signal payload the worker cannot decode wedges the run/);
+});
+
+test('sha256File reads through one buffer and hashes every byte: files across its 1 MiB boundary, and an empty one', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dgu-sha-'));
+  try {
+    for (const size of [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 2.5 * (1 << 20)]) {
+      const file = path.join(dir, `f${size}`);
+      const bytes = randomBytes(size);
+      writeFileSync(file, bytes);
+      assert.equal(await sha256File(file), createHash('sha256').update(bytes).digest('hex'), `${size} bytes`);
+    }
+    await assert.rejects(sha256File(path.join(dir, 'missing')), /ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
