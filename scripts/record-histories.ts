@@ -62,12 +62,20 @@ async function insertLateEvents(d: E2eDeployment): Promise<void> {
 type Command = [args: string[], expectedExit?: number];
 
 /** A scenario that is a fresh running deployment and CLI commands run in order, each with its expected exit code. */
-function cliScenario(name: string, description: string, label: string, commands: Command[], options?: Parameters<E2eModule['createRunningDeployment']>[2]): Scenario {
+function cliScenario(
+  name: string,
+  description: string,
+  label: string,
+  commands: Command[],
+  options?: Parameters<E2eModule['createRunningDeployment']>[2],
+  prepare?: (e2e: E2eModule, d: E2eDeployment) => void,
+): Scenario {
   return {
     name,
     description,
     async run({ e2e }, temporal) {
       const d = await e2e.createRunningDeployment(temporal, label, options);
+      prepare?.(e2e, d);
       for (const [args, exit] of commands) await cliOk(d, args.map((a) => (a === '$D' ? d.name : a)), exit);
       return d;
     },
@@ -173,6 +181,54 @@ const SCENARIOS: Scenario[] = [
       } finally {
         restore();
       }
+      return d;
+    },
+  },
+  {
+    name: 'rehearsed-approved',
+    description: 'rehearsal.policy advisory: the upgrade to v0.2.0 builds and rehearses on a copy before its approval, is approved, succeeds (0.3.0)',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-rehearsed');
+      e2e.editProfile(d, (p) => (p.rehearsal = { policy: 'advisory' }));
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0']);
+      const waiting = await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-approval', 'the approval gate after the rehearsal', 240_000);
+      check(!!waiting.plan?.rehearsal, 'the plan carries the rehearsal', waiting.plan);
+      await cliOk(d, ['approve', d.name, '--plan-hash', waiting.planHash, '--by', 'recorder']);
+      await cliOk(d, ['status', d.name, '--follow']);
+      return d;
+    },
+  },
+  cliScenario(
+    'rehearsal-refused',
+    'rehearsal.policy required: v0.2.1 fails its migration on the rehearsal copy; the run ends before the approval, nothing stopped (0.3.0)',
+    'h-rehfail',
+    [[['upgrade', '-d', '$D', '--to', 'v0.2.1', '--follow'], 1]],
+    undefined,
+    (e2e, d) => e2e.editProfile(d, (p) => (p.rehearsal = { policy: 'required' })),
+  ),
+  {
+    name: 'window-wait-notified',
+    description: 'approved before a --not-before window 15 s ahead: waits durably for it, then upgrades; a webhook whose receiver is down is tried for each event and fails without failing the run (0.3.0)',
+    async run({ e2e }, temporal) {
+      const d = await e2e.createRunningDeployment(temporal, 'h-window');
+      const urlFile = path.join(d.dir, 'webhook-url');
+      // A port nobody listens on: every delivery is refused, the run goes on.
+      const closed = await new Promise<number>((resolve) => {
+        const probe = http.createServer().listen(0, '127.0.0.1', () => {
+          const port = (probe.address() as { port: number }).port;
+          probe.close(() => resolve(port));
+        });
+      });
+      writeFileSync(urlFile, `http://127.0.0.1:${closed}/hooks/recorded-token`, { mode: 0o600 });
+      e2e.editProfile(d, (p) => {
+        p.maintenance = { predictedDowntime: '1m' };
+        p.notifications = { webhooks: [{ name: 'ops-chat', url: { fromFile: urlFile }, events: ['awaiting-approval', 'window-waiting', 'window-opened', 'succeeded'], timeout: '2s' }] };
+      });
+      const notBefore = new Date(Date.now() + 15_000).toISOString().replace('Z', '+00:00');
+      await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--not-before', notBefore, '--window-length', '10m']);
+      const waiting = await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-approval', 'the approval gate');
+      await cliOk(d, ['approve', d.name, '--plan-hash', waiting.planHash, '--by', 'recorder']);
+      await cliOk(d, ['status', d.name, '--follow']);
       return d;
     },
   },
