@@ -202,7 +202,7 @@ const SCENARIOS: Scenario[] = [
     'rehearsal-refused',
     'rehearsal.policy required: v0.2.1 fails its migration on the rehearsal copy; the run ends before the approval, nothing stopped (0.3.0)',
     'h-rehfail',
-    [[['upgrade', '-d', '$D', '--to', 'v0.2.1', '--follow'], 1]],
+    [[['upgrade', '-d', '$D', '--to', 'v0.2.1', '--follow'], 15]],
     undefined,
     (e2e, d) => e2e.editProfile(d, (p) => (p.rehearsal = { policy: 'required' })),
   ),
