@@ -48,6 +48,14 @@ async function cliOk(d: E2eDeployment, args: string[], expectedExit = 0): Promis
   return r.stdout;
 }
 
+/** Approves the plan the run waits on (after `inspect` has looked at it), then follows the run to its end. */
+async function approveAndFollow(e2e: E2eModule, d: E2eDeployment, inspect?: (waiting: any) => void): Promise<void> {
+  const waiting = await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-approval', 'the approval gate', 240_000);
+  inspect?.(waiting);
+  await cliOk(d, ['approve', d.name, '--plan-hash', waiting.planHash, '--by', 'recorder']);
+  await cliOk(d, ['status', d.name, '--follow']);
+}
+
 async function insertLateEvents(d: E2eDeployment): Promise<void> {
   const client = new pg.Client({ connectionString: d.databaseUrl });
   await client.connect();
@@ -191,10 +199,7 @@ const SCENARIOS: Scenario[] = [
       const d = await e2e.createRunningDeployment(temporal, 'h-rehearsed');
       e2e.editProfile(d, (p) => (p.rehearsal = { policy: 'advisory' }));
       await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0']);
-      const waiting = await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-approval', 'the approval gate after the rehearsal', 240_000);
-      check(!!waiting.plan?.rehearsal, 'the plan carries the rehearsal', waiting.plan);
-      await cliOk(d, ['approve', d.name, '--plan-hash', waiting.planHash, '--by', 'recorder']);
-      await cliOk(d, ['status', d.name, '--follow']);
+      await approveAndFollow(e2e, d, (waiting) => check(!!waiting.plan?.rehearsal, 'the plan carries the rehearsal', waiting.plan));
       return d;
     },
   },
@@ -226,9 +231,7 @@ const SCENARIOS: Scenario[] = [
       });
       const notBefore = new Date(Date.now() + 15_000).toISOString().replace('Z', '+00:00');
       await cliOk(d, ['upgrade', '-d', d.name, '--to', 'v0.2.0', '--not-before', notBefore, '--window-length', '10m']);
-      const waiting = await e2e.waitForStatus(d, (s) => s.phase === 'awaiting-approval', 'the approval gate');
-      await cliOk(d, ['approve', d.name, '--plan-hash', waiting.planHash, '--by', 'recorder']);
-      await cliOk(d, ['status', d.name, '--follow']);
+      await approveAndFollow(e2e, d);
       return d;
     },
   },
