@@ -124,7 +124,17 @@ export function othersThan(appPort: number, sessions: SessionRow[]): { others: S
 async function settleBeforeStop(d: ResolvedDeployment, admin: pg.Client, live: string, notes: string[]): Promise<DatabaseSession[]> {
   const { policy, timeout } = d.profile.database.otherSessions;
   const strip = withoutClients;
-  const look = async () => othersThan(d.profile.port, await sessionRows(admin, live));
+  // A session the app's pool opens or closes while we look is listed without its socket (or its
+  // socket without the session): it would pass for another client's. Only a session that is
+  // another's in two looks a quarter of a second apart counts.
+  const look = async () => {
+    const first = othersThan(d.profile.port, await sessionRows(admin, live));
+    if (first.others.length === 0) return first;
+    await sleep(250);
+    const again = othersThan(d.profile.port, await sessionRows(admin, live));
+    const stillOthers = new Set(again.others.map((s) => s.pid));
+    return { others: first.others.filter((s) => stillOthers.has(s.pid)), unattributed: again.unattributed };
+  };
   let seen = await look();
   if (seen.unattributed.length) {
     notes.push(`${seen.unattributed.length} local session(s) could not be told apart from the app's (${describeSessions(strip(seen.unattributed))}): checked at the swap`);
