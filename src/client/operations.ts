@@ -177,9 +177,8 @@ export function handleFor(session: Session, deploymentOrId: { deployment?: strin
 /** What `dg-upgrade status --json` prints: the run's status, the cancel request it holds and the code that ran it. */
 export async function statusReport(session: Session, which: { deployment?: string; workflowId?: string }) {
   const handle = handleFor(session, which);
-  await describeOrFail(handle);
   const { runCodeOfHistory } = await import('./codeVersion.js');
-  const read = await readStatus(handle);
+  const read = await readStatus(handle); // describes the run first: an unknown ID is EXIT.notFound
   const history = await handle.fetchHistory();
   return { ...(await withCancelRequest(handle, read, history)), code: runCodeOfHistory(history) };
 }

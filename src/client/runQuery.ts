@@ -27,39 +27,40 @@ export async function workflowPollers(handle: WorkflowHandle, taskQueue: string)
   }));
 }
 
+type ErrorLink = { code?: unknown; message?: unknown; cause?: unknown };
+
+/** An error and up to four of its causes, outermost first. */
+function causeChain(err: unknown): ErrorLink[] {
+  const chain: ErrorLink[] = [];
+  for (let e = err as ErrorLink | undefined, i = 0; e && i < 5; e = e.cause as ErrorLink | undefined, i++) chain.push(e);
+  return chain;
+}
+
+const messageMatches = (e: ErrorLink, re: RegExp) => typeof e.message === 'string' && re.test(e.message);
+
 /** A query that got no answer: the deadline passed (ours or the server's). Not a query a worker refused. */
 export function isNoAnswer(err: unknown): boolean {
-  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
-    if (e.code === 4 /* DEADLINE_EXCEEDED */) return true;
-    if (typeof e.message === 'string' && /deadline exceeded|context deadline|timed? ?out/i.test(e.message)) return true;
-  }
-  return false;
+  return causeChain(err).some((e) => e.code === 4 /* DEADLINE_EXCEEDED */ || messageMatches(e, /deadline exceeded|context deadline|timed? ?out/i));
 }
 
 /** A call ended with gRPC CANCELLED (code 1): by its deadline when that has passed. */
 export function isCancelledCall(err: unknown): boolean {
-  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
-    if (e.code === 1 || (typeof e.message === 'string' && /\b1 CANCELLED\b|Call cancelled/.test(e.message))) return true;
-  }
-  return false;
+  return causeChain(err).some((e) => e.code === 1 || messageMatches(e, /\b1 CANCELLED\b|Call cancelled/));
 }
 
 /** The server refused the query at once: "no poller seen for task queue recently, worker may be down" (FAILED_PRECONDITION). */
 export function isNoPoller(err: unknown): boolean {
-  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
-    if (typeof e.message === 'string' && /no poller seen for task queue/i.test(e.message)) return true;
-  }
-  return false;
+  return causeChain(err).some((e) => messageMatches(e, /no poller seen for task queue/i));
 }
 
 /** An error's message with its causes' gRPC codes and messages, on one line ("Failed to query Workflow <- 4 DEADLINE_EXCEEDED: ..."). */
 export function errorChainText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
-    const message = typeof e.message === 'string' ? e.message.split('\n')[0]! : String(e);
-    parts.push(typeof e.code === 'number' && !message.startsWith(String(e.code)) ? `[code ${e.code}] ${message}` : message);
-  }
-  return parts.join(' <- ');
+  return causeChain(err)
+    .map((e) => {
+      const message = typeof e.message === 'string' ? e.message.split('\n')[0]! : String(e);
+      return typeof e.code === 'number' && !message.startsWith(String(e.code)) ? `[code ${e.code}] ${message}` : message;
+    })
+    .join(' <- ');
 }
 
 /** Why nobody answered, from the queue's pollers: none, or when and who polled last. */

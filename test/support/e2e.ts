@@ -174,7 +174,6 @@ export async function getJson(url: string, headers: Record<string, string> = {})
   }
 }
 
-/** Waits until the running app's projector has caught up, so database facts are stable. */
 /** Polls the app's /api/healthz every 50 ms while `fn` runs; returns what fn returned, every failed probe and the versions seen. */
 export async function whileServing<T>(port: number, fn: () => Promise<T>): Promise<{ value: T; outages: string[]; versions: Set<string>; probes: number }> {
   const outages: string[] = [];
@@ -203,6 +202,7 @@ export async function whileServing<T>(port: number, fn: () => Promise<T>): Promi
   }
 }
 
+/** Waits until the running app's projector has caught up, so database facts are stable. */
 export async function waitCaughtUp(d: SampleDeployment, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
