@@ -111,9 +111,9 @@ async function runAll(list: string[], n: number): Promise<FileResult[]> {
 const results = [...(await runAll(alone, 1)), ...(await runAll(files, concurrency))];
 const totalS = (Date.now() - started) / 1000;
 const cpuTotal = results.reduce((s, r) => s + (r.cpuS ?? 0), 0);
-console.log('\ntest: per file, longest first (wall s, cpu s, result)');
+console.log('\ntest: per file, longest first (wall s, cpu s, peak RSS MiB of its largest process, result)');
 for (const r of [...results].sort((a, b) => b.wallS - a.wallS)) {
-  console.log(`  ${r.wallS.toFixed(0).padStart(5)} ${(r.cpuS?.toFixed(0) ?? '-').padStart(5)}  ${r.ok ? 'ok    ' : 'FAILED'} ${shortName(r.file)}`);
+  console.log(`  ${r.wallS.toFixed(0).padStart(5)} ${(r.cpuS?.toFixed(0) ?? '-').padStart(5)} ${(r.maxRssMb?.toFixed(0) ?? '-').padStart(5)}  ${r.ok ? 'ok    ' : 'FAILED'} ${shortName(r.file)}`);
 }
 const failedFiles = results.filter((r) => !r.ok);
 console.log(`test: ${results.length} files, ${failedFiles.length} failed; ${totalS.toFixed(0)} s wall, ${cpuTotal.toFixed(0)} s cpu${gnuTime ? '' : ' (no /usr/bin/time: cpu not measured)'}`);

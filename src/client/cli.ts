@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import path from 'node:path';
 import { workflowUiLink } from './temporalConnection.js';
-import { CliError, EXIT, EXIT_CODE_HELP } from './exitCodes.js';
+import { CliError, cliErrorText, EXIT, EXIT_CODE_HELP } from './exitCodes.js';
 import { terminalSafe } from './terminalText.js';
 import { SIGNAL_LIMITS } from '../workflows/signalFields.js';
 import {
@@ -56,13 +56,6 @@ async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
 }
 
 /** The documented error form: one `dg-upgrade: error:` line, then where it came from and what to do. */
-function errorText(error: CliError): string {
-  const lines = [`dg-upgrade: error: ${error.message.split('\n').join(' ')}`];
-  if (error.chain?.length) lines.push(`  cause: ${error.chain.map((l) => l.split('\n')[0]).join(' <- ')}`);
-  if (error.hint) lines.push(`  hint: ${error.hint}`);
-  return lines.join('\n');
-}
-
 /** A plan hash is the 24 hex digits the plan step computed; anything else approves nothing. */
 function checkPlanHash(hash: string): void {
   if (!/^[0-9a-f]{24}$/.test(hash)) {
@@ -112,8 +105,8 @@ async function follow(session: Session, workflowId: string, json: boolean): Prom
     if (status) out(renderStatus(status));
     out(`Temporal UI: ${workflowUiLink(session.settings, workflowId)}`);
   }
-  if (final.error) err(errorText(final.error));
-  else if (final.exitCode !== EXIT.ok) err(errorText(new CliError(final.result?.summary ?? `${workflowId} ended with exit code ${final.exitCode}`, final.exitCode, 'see the status above; start a new operation when ready')));
+  if (final.error) err(cliErrorText(final.error));
+  else if (final.exitCode !== EXIT.ok) err(cliErrorText(new CliError(final.result?.summary ?? `${workflowId} ended with exit code ${final.exitCode}`, final.exitCode, 'see the status above; start a new operation when ready')));
   return final.exitCode;
 }
 
@@ -190,7 +183,7 @@ const commands: Record<string, Command> = {
         await watching;
         if (values.json) out(JSON.stringify({ exitCode: final.exitCode, workflowId: handle.workflowId, outcome: final.outcome, error: final.error?.message, hint: final.error?.hint }, null, 2));
         else if (final.outcome) out(renderRehearsal(final.outcome));
-        if (final.error) err(errorText(final.error));
+        if (final.error) err(cliErrorText(final.error));
         return final.exitCode;
       });
     },
@@ -688,7 +681,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const error = e instanceof CliError ? e : new CliError((e as Error).message, EXIT.failed);
     if (json) out(JSON.stringify({ error: error.message, hint: error.hint, cause: error.chain, exitCode: error.exitCode }));
-    err(errorText(error));
+    err(cliErrorText(error));
     return error.exitCode;
   }
 }

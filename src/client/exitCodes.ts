@@ -77,3 +77,11 @@ export class CliError extends Error {
     super(message);
   }
 }
+
+/** How the CLI prints an error on stderr: the message, where it came from, and what to do. */
+export function cliErrorText(error: CliError): string {
+  const lines = [`dg-upgrade: error: ${error.message.split('\n').join(' ')}`];
+  if (error.chain?.length) lines.push(`  cause: ${error.chain.map((l) => l.split('\n')[0]).join(' <- ')}`);
+  if (error.hint) lines.push(`  hint: ${error.hint}`);
+  return lines.join('\n');
+}

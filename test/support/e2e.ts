@@ -14,7 +14,7 @@ import { freePort } from './ports.js';
 import type { TestTemporal } from './temporal.js';
 import { filesUnder, findSecrets } from './secrets.js';
 import { connect, statusReport, type Session } from '../../src/client/operations.js';
-import { CliError } from '../../src/client/exitCodes.js';
+import { CliError, cliErrorText, EXIT } from '../../src/client/exitCodes.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI = path.join(PROJECT_ROOT, 'bin', 'dg-upgrade.js');
@@ -127,8 +127,8 @@ export async function createE2eDeployment(
       try {
         r = { exitCode: 0, stdout: JSON.stringify(await statusReport(await session, which), null, 2), stderr: '' };
       } catch (err) {
-        const e = err as CliError;
-        r = { exitCode: e instanceof CliError ? e.exitCode : 1, stdout: '', stderr: `dg-upgrade: error: ${e.message}${e instanceof CliError ? `\n  hint: ${e.hint}` : ''}` };
+        const e = err instanceof CliError ? err : new CliError((err as Error).message, EXIT.failed);
+        r = { exitCode: e.exitCode, stdout: '', stderr: cliErrorText(e) };
       }
       cliOutputs.push(`${r.stdout}\n${r.stderr}`);
       return r;
