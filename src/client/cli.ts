@@ -118,6 +118,7 @@ const commands: Record<string, Command> = {
     examples: ['dg-upgrade worker --profile /etc/dg-upgrade/profile.json', 'DG_UPGRADE_PROFILE=/etc/dg-upgrade/profile.json dg-upgrade worker', 'TEMPORAL_ADDRESS=temporal.internal:7233 dg-upgrade worker --profile profile.json --node app-1'],
     async run(values) {
       const { createWorker } = await import('../worker/worker.js');
+      (await import('../worker/memory.js')).watchMemory();
       const { ProfileError, profilePathFromEnv } = await import('../config/profile.js');
       let created;
       try {
