@@ -100,12 +100,30 @@ async function main(): Promise<void> {
   say(`v0.1.0 serves on http://127.0.0.1:${appPort} (GET /api/healthz)`);
 
   const env = { ...process.env, ...deployment.env, DG_UPGRADE_PROFILE: deployment.profilePath, TEMPORAL_ADDRESS: server.address, TEMPORAL_UI_URL: server.uiUrl };
-  worker = spawn(process.execPath, [cli, 'worker'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  worker = spawn(process.execPath, [cli, 'worker'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
   worker.once('exit', (code) => {
     if (!stopping) {
       say(`the worker exited unexpectedly (${code})`);
       void stopAll(1);
     }
+  });
+  // The upgrade starts once the worker polls: on a slow machine its start can outlast the CLI's
+  // "no worker picks it up" check, which would then end the demo's upgrade before it began.
+  await new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error('the worker did not report "serving task queue" within 120 s')), 120_000);
+    worker!.stderr!.on('data', (b: Buffer) => {
+      process.stderr.write(b);
+      seen = (seen + b.toString()).slice(-4096);
+      if (seen.includes('serving task queue')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    worker!.once('exit', () => {
+      clearTimeout(timer);
+      reject(new Error('the worker exited before it served its task queue'));
+    });
   });
 
   say('upgrading sample v0.1.0 -> v0.2.0 (approved with --yes, followed live):');
