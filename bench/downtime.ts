@@ -47,8 +47,8 @@ async function sizeMiB(db: string): Promise<number> {
 
 /**
  * A deployment whose database is a copy of `template` (v0.1.0 migrated, bulk rows), serving v0.1.0.
- * The copy is the raw floor of the frozen copy: a CHECKPOINT (untimed, as dg-upgrade's own
- * checkpointBeforeStop), then CREATE DATABASE ... TEMPLATE <gold> STRATEGY FILE_COPY, timed.
+ * The copy is timed (a CHECKPOINT untimed, then CREATE DATABASE ... TEMPLATE <gold> STRATEGY
+ * FILE_COPY) and printed for information; the backup step's floor is floorRun's.
  */
 async function deploymentFrom(temporal: TestTemporal, label: string, template: string): Promise<{ d: E2eDeployment; rawCopyMs: number; rawDisk?: DiskWindow; createdAt: number }> {
   const d = await createE2eDeployment(temporal, label);

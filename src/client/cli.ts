@@ -55,7 +55,6 @@ async function withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
   }
 }
 
-/** The documented error form: one `dg-upgrade: error:` line, then where it came from and what to do. */
 /** A plan hash is the 24 hex digits the plan step computed; anything else approves nothing. */
 function checkPlanHash(hash: string): void {
   if (!/^[0-9a-f]{24}$/.test(hash)) {

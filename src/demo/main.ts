@@ -1,3 +1,4 @@
+import { untilWorkerServes } from '../client/workerStart.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -109,22 +110,7 @@ async function main(): Promise<void> {
   });
   // The upgrade starts once the worker polls: on a slow machine its start can outlast the CLI's
   // "no worker picks it up" check, which would then end the demo's upgrade before it began.
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error('the worker did not report "serving task queue" within 120 s')), 120_000);
-    worker!.stderr!.on('data', (b: Buffer) => {
-      process.stderr.write(b);
-      seen = (seen + b.toString()).slice(-4096);
-      if (seen.includes('serving task queue')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    worker!.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error('the worker exited before it served its task queue'));
-    });
-  });
+  await untilWorkerServes(worker, 120_000, (chunk) => process.stderr.write(chunk));
 
   say('upgrading sample v0.1.0 -> v0.2.0 (approved with --yes, followed live):');
   const upgrade = spawn(process.execPath, [cli, 'upgrade', '--deployment', 'sample', '--to', 'v0.2.0', '--yes', '--follow', '--by', 'demo'], { env, stdio: ['ignore', 'inherit', 'inherit'] });

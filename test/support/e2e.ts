@@ -1,3 +1,4 @@
+import { untilWorkerServes } from '../../src/client/workerStart.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
@@ -81,22 +82,7 @@ export async function createE2eDeployment(
       const log = createWriteStream(logFile);
       const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...baseEnv, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout!.pipe(log);
-      await new Promise<void>((resolve, reject) => {
-        let seen = '';
-        const timer = setTimeout(() => reject(new Error(`worker did not start within 60 s: ${seen}`)), 60_000);
-        child.stderr!.on('data', (chunk: Buffer) => {
-          log.write(chunk);
-          seen += chunk.toString();
-          if (seen.includes('serving task queue')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        child.once('exit', (code) => {
-          clearTimeout(timer);
-          reject(new Error(`worker exited with ${code}: ${seen}`));
-        });
-      });
+      await untilWorkerServes(child, 60_000, (chunk) => log.write(chunk));
       const worker: WorkerProcess = {
         child,
         logFile,
