@@ -56,7 +56,13 @@ function failedTests(tap: string): string[] {
     const yaml = lines.slice(i + 1, i + 8).join('\n');
     if (/failureType: 'subtestsFailed'/.test(yaml)) continue;
     const reason = yaml.match(/failureType: '(\w+)'/)?.[1];
-    failed.push(reason ? `${m[2]} (${reason})` : m[2]!);
+    // CI shows only the tail of a log: the error's first line goes with the name.
+    const block = lines.slice(i + 1, i + 14);
+    const at = block.findIndex((l) => /^\s*error: /.test(l));
+    let error = at < 0 ? undefined : block[at]!.replace(/^\s*error: /, '');
+    if (error && /^[|>]-?$/.test(error)) error = block[at + 1]?.trim();
+    const named = reason ? `${m[2]} (${reason})` : m[2]!;
+    failed.push(error ? `${named}\n      ${error.replace(/^'|'$/g, '').slice(0, 400)}` : named);
   }
   return failed;
 }

@@ -32,6 +32,7 @@ if [ ! -x "$CHROMIUM" ]; then
   [ -x "$CHROMIUM" ] || { echo "test: Chromium is required at $CHROMIUM for the browser test (apt-get install chromium, or set DG_CHROMIUM)" >&2; exit 2; }
 fi
 mkdir -p test-artifacts
+node dist/scripts/machine-speed.js 'before the suite' || true
 started=$(date +%s)
 # The real-BEAM file runs on its own first: its Erlang projector and release builds are the
 # most CPU-bound of the suite, and beside two crash matrices on 2 cores its smoke checks timed out
@@ -55,5 +56,6 @@ alone_args=()
 for f in "${alone[@]}"; do alone_args+=(--alone "$f"); done
 status=0
 node dist/scripts/run-test-files.js --concurrency "${DG_TEST_CONCURRENCY:-3}" --timeout 1800000 "${alone_args[@]}" "${files[@]}" || status=$?
+node dist/scripts/machine-speed.js 'after the suite' || true
 echo "test: suite finished in $(( $(date +%s) - started ))s"
 exit "$status"
