@@ -123,7 +123,9 @@ export async function createSampleDeployment(opts: SampleDeploymentOptions): Pro
           tenant: 'default',
           readerToken: { fromFile: file('reader-token', secrets.readerToken) },
           adminToken: { fromFile: file('admin-token', secrets.adminToken) },
-          timeout: '15s',
+          // The product's default is 60 s. 15 s was too short on CI's slow runs: an old version
+          // restarted by a rollback was still catching its projector up when healthz gave up.
+          timeout: '30s',
         },
         approval: { policy: 'required', timeout: opts.approvalTimeout ?? '1h' },
         toolchain: {
