@@ -14,7 +14,7 @@ import { createSampleDeployment } from '../src/demo/sampleDeployment.js';
 import { freePort } from '../test/support/ports.js';
 import { createTestDatabase } from '../test/support/postgres.js';
 import { startTraffic } from '../test/support/traffic.js';
-import { getJson } from '../test/support/e2e.js';
+import { getJson, processesWithEnv } from '../test/support/e2e.js';
 
 const seconds = Number(process.argv[2] ?? 60);
 const rate = Number(process.argv[3] ?? 50);
@@ -24,14 +24,6 @@ const TICKS = 100; // USER_HZ
 function cpuOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   return [11, 12, 13, 14].reduce((s, i) => s + Number(fields[i]), 0) / TICKS;
-}
-
-function pids(pattern: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 /** Every PostgreSQL process's CPU (backends come and go: the sum over those alive at both reads is a floor). */
@@ -52,7 +44,7 @@ const db = await createTestDatabase('fixtureload');
 const d = await createSampleDeployment({ dir, databaseUrl: db.url, port: await freePort(), name: 'fixtureload' });
 try {
   await d.bootstrap();
-  const [app] = pids(`phx.server`).filter((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`PORT=${d.port}`));
+  const [app] = processesWithEnv('PORT', String(d.port));
   if (!app) throw new Error('fixtureLoad: the app process was not found');
   const traffic = startTraffic(d, { rate });
   const appBefore = cpuOf(app);

@@ -53,11 +53,11 @@ function failedTests(tap: string): string[] {
   for (let i = 0; i < lines.length; i++) {
     const m = lines[i]!.match(/^(\s*)not ok \d+ - (.*)$/);
     if (!m) continue;
-    const yaml = lines.slice(i + 1, i + 8).join('\n');
+    const block = lines.slice(i + 1, i + 14);
+    const yaml = block.slice(0, 7).join('\n');
     if (/failureType: 'subtestsFailed'/.test(yaml)) continue;
     const reason = yaml.match(/failureType: '(\w+)'/)?.[1];
     // CI shows only the tail of a log: the error's first line goes with the name.
-    const block = lines.slice(i + 1, i + 14);
     const at = block.findIndex((l) => /^\s*error: /.test(l));
     let error = at < 0 ? undefined : block[at]!.replace(/^\s*error: /, '');
     if (error && /^[|>]-?$/.test(error)) error = block[at + 1]?.trim();
