@@ -24,7 +24,7 @@ interface FileResult {
 }
 
 const args = process.argv.slice(2);
-let concurrency = 3;
+let concurrency = 2;
 let timeoutMs = 1_800_000;
 const alone: string[] = [];
 const files: string[] = [];

@@ -224,7 +224,7 @@ export async function waitForStatus(d: E2eDeployment, predicate: (status: any) =
       if (predicate(s)) return s;
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last}`);
-    await new Promise((res) => setTimeout(res, 150));
+    await new Promise((res) => setTimeout(res, 500));
   }
 }
 

@@ -25,7 +25,7 @@ export async function waitProjected(d: E2eDeployment, logSeq: number, timeoutMs 
     const ps: any[] = r.body?.data?.projections ?? [];
     if (r.status === 200 && ps.length && ps.every((p) => Number(p.last_log_seq) >= logSeq)) return;
     if (Date.now() > deadline) throw new Error(`projector did not reach log_seq ${logSeq}: ${JSON.stringify(last)}`);
-    await sleep(100);
+    await sleep(250);
   }
 }
 
@@ -112,7 +112,7 @@ export async function followAcceptingDataLoss(
       }
     }
     if (Date.now() > deadline) throw new Error(`run did not end: ${last}`);
-    await sleep(250);
+    await sleep(500);
   }
   const followed = await d.cli(['status', ...target, '--follow', '--json']);
   const parsed = JSON.parse(followed.stdout);
