@@ -7,8 +7,9 @@
  *
  *   node dist/scripts/run-test-files.js [--concurrency N] [--timeout MS] [--alone FILE]... FILE...
  *
- * Files given with --alone run first, one at a time; the rest then run N at a time in the order
- * given. Every file's TAP is kept in test-artifacts/tap/. Exit status: 0 when every file passed.
+ * Files given with --alone run first, one at a time; the rest then run N at a time (default 2: an
+ * end-to-end file keeps about one core busy, and three on 2 cores ran slower in all; see
+ * docs/decisions.md) in the order given. Every file's TAP is kept in test-artifacts/tap/. Exit status: 0 when every file passed.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, openSync, closeSync } from 'node:fs';

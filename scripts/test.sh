@@ -47,17 +47,15 @@ if [ $# -gt 0 ]; then files=("$@"); else
   for name in "${LONGEST[@]}"; do [ -f "dist/test/$name.test.js" ] && files+=("dist/test/$name.test.js"); done
   while IFS= read -r f; do [[ " ${files[*]} ${alone[*]} " == *" $f "* ]] || files+=("$f"); done < <(find dist/test -name '*.test.js' | sort)
 fi
-# Two files at a time on 2 cores. An end-to-end file keeps about one core busy while it runs
-# (its app under 50 writes/s, worker, Temporal server, PostgreSQL, the test's own polling), and
-# much of that work grows with its wall time: three at a time made each file 2.6x slower than
-# alone (rollback.e2e 184 s alone, 478 s beside two others, 231 s beside one), so three did
-# fewer files per hour than two, and on CI's slower runs smoke checks and failpoint waits timed
-# out. The timeout is per file: bad-input runs 106 cases in one file. The runner prints each
-# file's wall and CPU time and, last, a table of them and the failed tests by name.
-alone_args=()
-for f in "${alone[@]}"; do alone_args+=(--alone "$f"); done
+# The runner's default is two files at a time on 2 cores (docs/decisions.md, "The test command
+# runs its files itself"); DG_TEST_CONCURRENCY overrides it. The timeout is per file: bad-input
+# runs 106 cases in one file. The runner prints each file's wall and CPU time and, last, a table
+# of them and the failed tests by name.
+run_args=(--timeout 1800000)
+if [ -n "${DG_TEST_CONCURRENCY:-}" ]; then run_args+=(--concurrency "$DG_TEST_CONCURRENCY"); fi
+for f in "${alone[@]}"; do run_args+=(--alone "$f"); done
 status=0
-node dist/scripts/run-test-files.js --concurrency "${DG_TEST_CONCURRENCY:-2}" --timeout 1800000 "${alone_args[@]}" "${files[@]}" || status=$?
+node dist/scripts/run-test-files.js "${run_args[@]}" "${files[@]}" || status=$?
 node dist/scripts/machine-speed.js 'after the suite' || true
 echo "test: suite finished in $(( $(date +%s) - started ))s"
 exit "$status"
